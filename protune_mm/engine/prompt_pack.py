@@ -1,0 +1,567 @@
+"""Prompt packs: the small, shareable part of a prompt-tuned model.
+
+A pack is a safetensors file holding either the backbone wrapper's prompts
+(``kind='prompts'``) or everything that is not the frozen backbone
+(``kind='task'``: prompts + neck + heads), with JSON metadata saying what it
+fits: the method and its config, the backbone type and config, an identity
+(sha256) of the frozen weights it was trained on, the wrapper's prefix in the
+model and the class names.
+
+Loading checks the whole pack against the model before any tensor is copied, so
+a refused pack leaves the model exactly as it was. The frozen backbone itself
+always comes from its pretrained source (its ``init_cfg``).
+
+Runner integration: importing this module registers a ``CheckpointLoader``
+scheme for local ``*.safetensors`` paths, so ``load_from=PACK`` and
+``runner.load_checkpoint(PACK)`` read packs; :class:`PromptCheckpointHook`
+(``after_load_checkpoint``) then validates the pack against the model and
+initialises the frozen backbone from its pretrained source when the runner has
+not done it yet (``Runner.test()`` never calls ``init_weights``).
+"""
+import hashlib
+import json
+import os
+import os.path as osp
+import struct
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from ..models.wrapper import FrozenBackboneWrapper, find_wrappers
+from ..version import __version__
+
+PACK_FORMAT = 'protune_mm.prompt_pack'
+PACK_FORMAT_VERSION = 1
+PACK_KINDS = ('prompts', 'task')
+#: checkpoint['meta'] key under which the checkpoint loader passes pack metadata.
+PACK_META_KEY = 'protune_mm_pack'
+#: checkpoint['meta'] key where PromptCheckpointHook records frozen identities
+#: ({wrapper prefix: sha256}) of the checkpoints it saves without them.
+FROZEN_SHA_META_KEY = 'protune_mm_frozen_sha256'
+# Backbone config fields that do not change the architecture: where the
+# pretrained weights come from (their identity is checked separately), gradient
+# checkpointing, and freezing/eval switches the wrapper overrides anyway.
+NON_ARCH_BACKBONE_FIELDS = ('init_cfg', 'pretrained', 'with_cp', 'frozen_stages',
+                            'norm_eval')
+_MAX_LISTED = 5
+
+
+# -- the model side ------------------------------------------------------------------
+def unwrap_model(model: nn.Module) -> nn.Module:
+    return model.module if is_model_wrapper(model) else model
+
+
+def the_wrapper(model: nn.Module) -> Tuple[str, FrozenBackboneWrapper]:
+    """(prefix, wrapper) of the one backbone wrapper in ``model``."""
+    wrappers = find_wrappers(unwrap_model(model))
+    if len(wrappers) != 1:
+        names = [n or '<model>' for n, _ in wrappers]
+        raise ValueError(
+            'prompt packs need exactly one protune_mm backbone wrapper (ProTune, '
+            f'VPT, Frozen) in the model, found {len(wrappers)}'
+            + (f': {names}' if names else ''))
+    return wrappers[0]
+
+
+def _dot(prefix: str) -> str:
+    return prefix + '.' if prefix else ''
+
+
+def frozen_prefix(prefix: str) -> str:
+    """State-dict prefix of the frozen tensors of the wrapper at ``prefix``."""
+    return _dot(prefix) + 'backbone.'
+
+
+def select_keys(keys, prefix: str, kind: str) -> List[str]:
+    """The keys a pack of ``kind`` holds, for the wrapper at ``prefix``.
+
+    ``task``: everything but the frozen backbone. ``prompts``: what the wrapper
+    adds (its ``prompts`` module holds all of it).
+    """
+    if kind not in PACK_KINDS:
+        raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
+    frozen = frozen_prefix(prefix)
+    if kind == 'task':
+        return [k for k in keys if not k.startswith(frozen)]
+    own = _dot(prefix)
+    return [k for k in keys if k.startswith(own) and not k.startswith(frozen)]
+
+
+def state_identity(state: Dict[str, torch.Tensor]) -> str:
+    """sha256 over sorted keys, dtypes, shapes and raw bytes of ``state``.
+
+    Deterministic (same tensors -> same digest on any machine with the same byte
+    order) and a single pass over the bytes without copies of contiguous CPU
+    tensors.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach()
+        digest.update(f'{key}|{t.dtype}|{tuple(t.shape)}\n'.encode())
+        if t.numel():
+            t = t.cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(memoryview(t.numpy()))
+    return digest.hexdigest()
+
+
+def frozen_identity(wrapper: FrozenBackboneWrapper) -> str:
+    """:func:`state_identity` of the wrapper's frozen tensors, cached.
+
+    The cache is keyed by each tensor's storage address and version counter
+    (bumped by every in-place write, e.g. ``load_state_dict``), so swapping
+    packs does not re-hash a large frozen backbone while a changed backbone is
+    always re-hashed.
+    """
+    state = wrapper.frozen_state_dict()
+    stamp = tuple((k, v.data_ptr(), v._version, v.dtype, v.device)
+                  for k, v in state.items())
+    cached = getattr(wrapper, '_protune_frozen_identity', None)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    sha = state_identity(state)
+    wrapper._protune_frozen_identity = (stamp, sha)
+    return sha
+
+
+def architecture_config(backbone_cfg: dict) -> dict:
+    """The backbone config without fields that leave the architecture alone,
+    normalised through JSON (tuples -> lists) so pack and model compare equal."""
+    cfg = {k: v for k, v in dict(backbone_cfg).items()
+           if k not in NON_ARCH_BACKBONE_FIELDS}
+    return json.loads(_to_json(cfg))
+
+
+def _to_json(value) -> str:
+    # Configs may hold classes/functions as `type`; their name is what matters.
+    return json.dumps(value, sort_keys=True,
+                      default=lambda o: getattr(o, '__qualname__', repr(o)))
+
+
+def pack_nbytes(model: nn.Module) -> Dict[str, int]:
+    """Bytes of tensor data of each pack kind and of the full state dict
+    (sum of numel * element_size; file headers add a few KB)."""
+    state = unwrap_model(model).state_dict()
+    prefix, _ = the_wrapper(model)
+    sizes = {kind: sum(state[k].numel() * state[k].element_size()
+                       for k in select_keys(state, prefix, kind))
+             for kind in PACK_KINDS}
+    sizes['full'] = sum(v.numel() * v.element_size() for v in state.values())
+    return sizes
+
+
+# -- the pack ------------------------------------------------------------------------
+@dataclass
+class PromptPack:
+    """A pack in memory: tensors (keys as in the exporting model) + metadata.
+
+    Keep several in memory to switch a model between tasks without re-reading
+    files: ``load_prompt_pack(model, pack)``.
+    """
+    tensors: Dict[str, torch.Tensor]
+    metadata: Dict[str, object]
+    path: Optional[str] = field(default=None)
+
+    @property
+    def kind(self) -> str:
+        return self.metadata['kind']
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+    def __repr__(self):
+        return (f'PromptPack(kind={self.kind!r}, method={self.metadata["method"]!r}, '
+                f'tensors={len(self.tensors)}, bytes={self.nbytes}, path={self.path!r})')
+
+
+class LoadResult(NamedTuple):
+    """What :func:`load_prompt_pack` loaded."""
+    kind: str
+    keys: List[str]           # model state-dict keys that were overwritten
+    metadata: Dict[str, object]
+    frozen_match: bool        # False only when accepted with allow_frozen_mismatch
+    path: Optional[str]
+
+
+def make_prompt_pack(model: nn.Module, kind: str = 'task',
+                     state_dict: Optional[Dict[str, torch.Tensor]] = None,
+                     meta: Optional[dict] = None) -> PromptPack:
+    """A pack of ``kind`` from ``state_dict`` (default: the model's own).
+
+    ``model`` gives the structure (wrapper, method, backbone config); its
+    weights are only used when ``state_dict`` is None. The frozen identity is
+    computed from the state dict's frozen tensors (a full checkpoint), else taken
+    from ``meta[FROZEN_SHA_META_KEY]`` (a small checkpoint saved by
+    PromptCheckpointHook).
+
+    Args:
+        meta (dict, optional): checkpoint ``meta``; ``dataset_meta['classes']``
+            is recorded when present.
+    """
+    if kind not in PACK_KINDS:
+        raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
+    model = unwrap_model(model)
+    prefix, wrapper = the_wrapper(model)
+    meta = dict(meta or {})
+    if state_dict is None:
+        state_dict = model.state_dict()
+        sha = frozen_identity(wrapper)
+    else:
+        # mmengine strips this DDP prefix when loading; do the same.
+        state_dict = OrderedDict(
+            (k[len('module.'):] if k.startswith('module.') else k, v)
+            for k, v in state_dict.items())
+        sha = _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta)
+    tensors = OrderedDict((k, state_dict[k]) for k in select_keys(state_dict, prefix, kind))
+    classes = (meta.get('dataset_meta') or {}).get('classes')
+    if classes is None:
+        classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
+    metadata = dict(
+        format=PACK_FORMAT, format_version=PACK_FORMAT_VERSION, kind=kind,
+        method=wrapper.method, method_config=wrapper.method_config(),
+        backbone_type=_type_name(wrapper.backbone_cfg.get('type')),
+        backbone_config=json.loads(_to_json(wrapper.backbone_cfg)),
+        frozen_sha256=sha, prefix=prefix,
+        classes=list(classes) if classes is not None else None,
+        protune_mm_version=__version__)
+    pack = PromptPack(tensors, json.loads(_to_json(metadata)))
+    # The checkpoint must fit the model it claims to come from (config vs
+    # checkpoint mix-ups are caught at export, not at someone else's load).
+    _match(model, pack, source='checkpoint')
+    return pack
+
+
+def _type_name(t) -> str:
+    return t if isinstance(t, str) else getattr(t, '__qualname__', repr(t))
+
+
+def _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta) -> str:
+    frozen = frozen_prefix(prefix)
+    present = {k[len(frozen):]: v for k, v in state_dict.items() if k.startswith(frozen)}
+    if present:
+        missing = sorted(set(wrapper.frozen_state_dict()) - set(present))
+        if missing:
+            raise ValueError(
+                f'the checkpoint holds only part of the frozen backbone '
+                f'({len(missing)} tensors missing, e.g. {missing[:_MAX_LISTED]}): '
+                'cannot compute its identity')
+        return state_identity(present)
+    recorded = (meta.get(FROZEN_SHA_META_KEY) or {}).get(prefix)
+    if recorded is None:
+        raise ValueError(
+            'the checkpoint has no frozen backbone and no recorded identity of it '
+            f"(meta['{FROZEN_SHA_META_KEY}']): export from a full checkpoint or "
+            'from one saved by PromptCheckpointHook')
+    return recorded
+
+
+def save_prompt_pack(pack: PromptPack, path: str) -> str:
+    """Write ``pack`` to ``path`` atomically: a temp file in the same directory,
+    fsync, then ``os.replace``; an interrupted write leaves no file under
+    ``path`` (and no temp file)."""
+    from safetensors.torch import save_file
+    path = osp.abspath(path)
+    directory = osp.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    # safetensors refuses shared or non-contiguous storage; packs are small.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in pack.tensors.items()}
+    metadata = {k: json.dumps(v) for k, v in pack.metadata.items()}
+    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix='.tmp',
+                               dir=directory)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    pack.path = path
+    return path
+
+
+def _read_header(path: str) -> Optional[dict]:
+    """The safetensors JSON header of ``path``, or None if it has none."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+            if len(head) != 8:
+                return None
+            (size, ) = struct.unpack('<Q', head)
+            if size > 100 * 2**20:  # headers are small; this is not one
+                return None
+            header = json.loads(f.read(size))
+        return header if isinstance(header, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def is_prompt_pack(path) -> bool:
+    """True if ``path`` is a file whose safetensors header says it is a prompt
+    pack (reads only the header)."""
+    if not isinstance(path, (str, os.PathLike)) or not osp.isfile(path):
+        return False
+    header = _read_header(str(path))
+    meta = (header or {}).get('__metadata__') or {}
+    return meta.get('format') == json.dumps(PACK_FORMAT)
+
+
+def read_prompt_pack(path: str) -> PromptPack:
+    """Read a pack file. Raises ValueError naming the file if it is truncated,
+    corrupt or not a prompt pack."""
+    from safetensors import safe_open
+    path = str(path)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'prompt pack {path} does not exist')
+    try:
+        tensors = OrderedDict()
+        with safe_open(path, framework='pt', device='cpu') as f:
+            raw = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as e:  # safetensors raises its own SafetensorError
+        raise ValueError(f'cannot read prompt pack {path}: truncated or not a '
+                         f'safetensors file ({type(e).__name__}: {e})') from e
+    try:
+        metadata = {k: json.loads(v) for k, v in raw.items()}
+    except ValueError as e:
+        raise ValueError(f'prompt pack {path} has corrupt metadata: {e}') from e
+    if metadata.get('format') != PACK_FORMAT:
+        raise ValueError(f'{path} is a safetensors file but not a protune_mm prompt '
+                         f"pack (metadata 'format' is {metadata.get('format')!r}, "
+                         f'expected {PACK_FORMAT!r})')
+    if metadata.get('format_version') != PACK_FORMAT_VERSION:
+        raise ValueError(f'prompt pack {path} has format_version '
+                         f"{metadata.get('format_version')!r}; this protune_mm "
+                         f'reads {PACK_FORMAT_VERSION}')
+    required = ('kind', 'method', 'method_config', 'backbone_type', 'backbone_config',
+                'frozen_sha256', 'prefix')
+    missing = [k for k in required if k not in metadata]
+    if missing:
+        raise ValueError(f'prompt pack {path} lacks metadata {missing}')
+    if metadata['kind'] not in PACK_KINDS:
+        raise ValueError(f"prompt pack {path} has kind {metadata['kind']!r}, "
+                         f'allowed {PACK_KINDS}')
+    return PromptPack(tensors, metadata, path)
+
+
+# -- loading -------------------------------------------------------------------------
+def _dict_diff(pack: dict, model: dict, where: str = '') -> List[str]:
+    diffs = []
+    for k in sorted(set(pack) | set(model)):
+        a, b = pack.get(k, '<absent>'), model.get(k, '<absent>')
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += _dict_diff(a, b, f'{where}{k}.')
+        elif a != b:
+            diffs.append(f'{where}{k}: pack {a!r}, model {b!r}')
+    return diffs
+
+
+def _listed(items: List[str]) -> str:
+    more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
+    return ', '.join(items[:_MAX_LISTED]) + more
+
+
+def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
+           ) -> Tuple[str, FrozenBackboneWrapper, Dict[str, torch.Tensor],
+                      Dict[str, torch.Tensor]]:
+    """Check everything but the frozen identity; return (prefix, wrapper,
+    {model key: pack tensor}, model state dict) or raise one ValueError listing
+    every problem."""
+    prefix, wrapper = the_wrapper(model)
+    meta = pack.metadata
+    problems = []
+    if meta['method'] != wrapper.method:
+        problems.append(f"wrong method: the {source} is {meta['method']!r}, the "
+                        f'model is {wrapper.method!r}')
+    else:
+        diff = _dict_diff(meta['method_config'],
+                          json.loads(_to_json(wrapper.method_config())))
+        if diff:
+            problems.append(f"{meta['method']} config differs: {_listed(diff)}")
+    model_type = _type_name(wrapper.backbone_cfg.get('type'))
+    if meta['backbone_type'] != model_type:
+        problems.append(f"wrong backbone architecture: the {source} is for "
+                        f"{meta['backbone_type']!r}, the model has {model_type!r}")
+    else:
+        diff = _dict_diff(architecture_config(meta['backbone_config']),
+                          architecture_config(wrapper.backbone_cfg))
+        if diff:
+            problems.append(f'wrong backbone architecture: {_listed(diff)}')
+
+    # Prompt packs may move between models that hold the wrapper elsewhere.
+    state = unwrap_model(model).state_dict()
+    kind = meta['kind']
+    src, dst = _dot(meta['prefix']), _dot(prefix)
+    remapped = OrderedDict()
+    for k, v in pack.tensors.items():
+        if kind == 'prompts' and k.startswith(src):
+            k = dst + k[len(src):]
+        remapped[k] = v
+    expected = select_keys(state, prefix, kind)
+    missing = [k for k in expected if k not in remapped]
+    unexpected = [k for k in remapped if k not in state or k not in set(expected)]
+    shapes = [f'{k}: {source} {tuple(v.shape)}, model {tuple(state[k].shape)}'
+              for k, v in remapped.items() if k in state and v.shape != state[k].shape]
+    if missing:
+        problems.append(f'keys the model has but the {source} lacks: {_listed(missing)}')
+    if unexpected:
+        problems.append(f'keys the {source} has but the model lacks: '
+                        f'{_listed(unexpected)}')
+    if shapes:
+        problems.append(f'shape mismatch: {_listed(shapes)}')
+    if problems:
+        name = pack.path or f'this {source}'
+        raise ValueError(f'{name} ({kind} pack) does not fit the model:\n  - '
+                         + '\n  - '.join(problems))
+    return prefix, wrapper, remapped, state
+
+
+def check_prompt_pack(model: nn.Module, pack: PromptPack,
+                      allow_frozen_mismatch: bool = False
+                      ) -> Tuple[Dict[str, torch.Tensor], bool]:
+    """Validate ``pack`` against ``model`` without changing it.
+
+    Returns ({model key: tensor to copy}, frozen identity matched). Raises
+    ValueError naming the problems: wrong method or method config, wrong
+    backbone architecture, differing keys or shapes, and, unless
+    ``allow_frozen_mismatch``, frozen weights other than the recorded ones.
+    """
+    prefix, wrapper, remapped, _ = _match(model, pack)
+    sha = frozen_identity(wrapper)
+    recorded = pack.metadata['frozen_sha256']
+    matched = sha == recorded
+    if not matched:
+        msg = (f'{pack.path or "the prompt pack"} was trained on other frozen '
+               f'backbone weights: recorded identity sha256 {recorded[:16]}..., the '
+               f"model's frozen backbone ({_dot(prefix)}backbone) has {sha[:16]}... "
+               '(another pretrained checkpoint, or init_weights has not run)')
+        if not allow_frozen_mismatch:
+            raise ValueError(msg + '; pass allow_frozen_mismatch=True to load anyway')
+        print_log(msg + '; loading anyway (allow_frozen_mismatch=True)',
+                  logger='current', level=30)
+    return remapped, matched
+
+
+def load_prompt_pack(model: nn.Module, pack: Union[str, PromptPack],
+                     allow_frozen_mismatch: bool = False) -> LoadResult:
+    """Load a prompt pack (path or :class:`PromptPack`) into ``model``.
+
+    All or nothing: the pack is validated completely (see
+    :func:`check_prompt_pack`) before the first tensor is copied. A ``prompts``
+    pack overwrites the prompts only (neck and heads untouched); a ``task`` pack
+    prompts, neck and heads. The frozen backbone is never touched.
+
+    Switching tasks that share heads is loading another pack: keep the packs
+    in memory (:func:`read_prompt_pack`) to switch without reading files.
+    """
+    if not isinstance(pack, PromptPack):
+        pack = read_prompt_pack(pack)
+    remapped, matched = check_prompt_pack(model, pack, allow_frozen_mismatch)
+    state = unwrap_model(model).state_dict()
+    with torch.no_grad():
+        for k, v in remapped.items():
+            state[k].copy_(v)
+    return LoadResult(pack.kind, list(remapped), dict(pack.metadata), matched, pack.path)
+
+
+# -- export from checkpoints ---------------------------------------------------------
+def read_checkpoint(path: str) -> dict:
+    """An mmengine ``.pth`` checkpoint with ``weights_only=True`` (the allow-list
+    for mmengine's objects comes with ``import protune_mm``)."""
+    import pickle
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f'cannot load checkpoint {path} with weights_only=True: {e}'
+                         ) from e
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'checkpoint {path} holds a {type(ckpt).__name__}, '
+                         'expected a dict')
+    return ckpt
+
+
+def export_prompt_pack(model: nn.Module, checkpoint: Union[str, dict], out: str,
+                       kind: str = 'task') -> PromptPack:
+    """Write a ``kind`` pack of ``checkpoint`` (a path or a loaded
+    ``{'meta': ..., 'state_dict': ...}`` dict; full or small) for ``model``'s
+    structure to ``out``."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = read_checkpoint(checkpoint)
+    state = checkpoint.get('state_dict', checkpoint)
+    pack = make_prompt_pack(model, kind, state, checkpoint.get('meta'))
+    save_prompt_pack(pack, out)
+    return pack
+
+
+# -- mmengine CheckpointLoader scheme ------------------------------------------------
+def load_pack_as_checkpoint(filename: str, map_location=None) -> dict:
+    """CheckpointLoader entry for local ``*.safetensors`` paths.
+
+    A prompt pack becomes ``{'state_dict': tensors, 'meta': {PACK_META_KEY:
+    metadata, ...}}``; PromptCheckpointHook validates it against the model before
+    mmengine copies it. Any other safetensors file is read as a plain state
+    dict (mmengine's local loader would fail on it).
+    """
+    filename = osp.expanduser(filename)
+    if is_prompt_pack(filename):
+        pack = read_prompt_pack(filename)
+        state, meta = pack.tensors, {PACK_META_KEY: pack.metadata,
+                                     'protune_mm_pack_path': pack.path}
+        if pack.metadata.get('classes') is not None:
+            meta['dataset_meta'] = dict(classes=tuple(pack.metadata['classes']))
+    else:
+        from safetensors.torch import load_file
+        if not osp.isfile(filename):
+            raise FileNotFoundError(f'{filename} can not be found.')
+        try:
+            state, meta = load_file(filename), {}
+        except Exception as e:
+            raise ValueError(f'cannot read {filename}: {e}') from e
+    if isinstance(map_location, (str, torch.device)) and str(map_location) != 'cpu':
+        state = OrderedDict((k, v.to(map_location)) for k, v in state.items())
+    return {'state_dict': OrderedDict(state), 'meta': meta}
+
+
+# CheckpointLoader picks the first scheme whose key re.match()es the path
+# (longest keys first, '' = local files last), so a regex matching local paths
+# ending in .safetensors takes them before the local loader; URLs keep theirs.
+PACK_SCHEME = r'(?![A-Za-z][\w+.-]*://).*\.safetensors$'
+CheckpointLoader.register_scheme(prefixes=PACK_SCHEME, loader=load_pack_as_checkpoint,
+                                 force=True)
+
+
+def ensure_pack_hook(cfg) -> bool:
+    """Make the runner built from ``cfg`` validate the packs it loads.
+
+    Adds ``PromptCheckpointHook(save_frozen=True)`` to ``cfg.custom_hooks``
+    unless a PromptCheckpointHook is there (``save_frozen=True``: it does not
+    change how checkpoints are saved). Returns True if it added one.
+    """
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    for hook in hooks:
+        t = hook.get('type') if isinstance(hook, dict) else type(hook)
+        if _type_name(t).split('.')[-1] == 'PromptCheckpointHook':
+            return False
+    hooks.append(dict(type='protune_mm.PromptCheckpointHook', save_frozen=True))
+    cfg.custom_hooks = hooks
+    return True

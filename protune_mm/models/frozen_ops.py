@@ -1,0 +1,224 @@
+"""Lean forward/backward through a frozen ResNet-family backbone.
+
+Prompt methods need the gradient of the loss with respect to the *input* of the
+frozen layers (it flows back to the first prompt), never with respect to their
+weights. Plain autograd does not know that: every frozen conv keeps its input,
+every eval-mode BatchNorm keeps its input and every ReLU keeps its output, which is
+what made a prompt-tuned backbone use more memory than full fine-tuning.
+
+:func:`enable_frozen_ops` changes how the frozen conv -> BN -> ReLU chains of a
+ResNet-family backbone are computed, not what they compute:
+
+- conv followed by eval-mode BN runs as ONE conv whose weight and bias are the BN
+  folded into the conv, computed from the frozen tensors on every call (cheap, and
+  nothing to invalidate when weights are loaded or moved). Its backward is the
+  input gradient only (``conv_transpose`` with the folded weight, recomputed), so
+  it saves no activation at all;
+- the BN right after such a conv becomes the identity (its work is in the conv);
+- ReLU saves a bool mask (1 byte per element) instead of its float output.
+
+Only ``forward`` of these modules is rebound (an instance attribute): parameters,
+buffers, state-dict keys, hooks and the backbone's own ``forward`` code stay as they
+are, and :func:`disable_frozen_ops` restores the stock behaviour. A pair falls back
+to the stock computation whenever folding would be wrong: BN in training mode, or a
+frozen tensor that requires grad after all.
+"""
+import functools
+from typing import List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .stages import backbone_family
+
+#: attribute marking a module whose forward was rebound here.
+_MARK = '_protune_frozen_op'
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
+    inv_std = torch.rsqrt(bn.running_var + bn.eps)
+    scale = inv_std if bn.weight is None else bn.weight * inv_std
+    shift = -bn.running_mean * scale * 0.999
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return conv.weight * scale.reshape(-1, 1, 1, 1), shift
+
+
+def _conv(x, weight, bias, conv):
+    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
+                    conv.groups)
+
+
+class _FrozenConvBN(torch.autograd.Function):
+    """Folded conv+BN whose backward computes the input gradient only and saves
+    nothing: the folded weight is recomputed from the frozen tensors."""
+
+    @staticmethod
+    def forward(ctx, x, conv, bn):
+        ctx.conv, ctx.bn = conv, bn
+        ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
+        with torch.no_grad():
+            weight, bias = fold_conv_bn(conv, bn)
+            return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
+
+    @staticmethod
+    def backward(ctx, grad):
+        conv = ctx.conv
+        with torch.no_grad():
+            weight, _ = fold_conv_bn(conv, ctx.bn)
+            grad_x = torch.nn.grad.conv2d_input(
+                ctx.input_shape, weight.to(grad.dtype), grad, conv.stride,
+                conv.padding, conv.dilation, conv.groups)
+        return grad_x.to(ctx.input_dtype), None, None
+
+
+class _MaskReLU(torch.autograd.Function):
+    """ReLU that keeps a bool mask for its backward instead of its float output."""
+
+    @staticmethod
+    def forward(ctx, x, inplace: bool):
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.relu_()
+        else:
+            out = torch.relu(x)
+        ctx.save_for_backward(out > 0)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        mask, = ctx.saved_tensors
+        return grad * mask, None
+
+
+def _needs_input_grad(x: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def _is_frozen(*modules: nn.Module) -> bool:
+    return not any(p.requires_grad for m in modules for p in m.parameters())
+
+
+def _paired(owner: nn.Module, conv_name: str, bn_name: str) -> bool:
+    """Both halves of a folded pair are still in place (a module swapped in later,
+    e.g. by ``revert_sync_batchnorm``, computes by itself)."""
+    conv, bn = owner._modules.get(conv_name), owner._modules.get(bn_name)
+    return (conv is not None and bn is not None and conv.__dict__.get(_MARK, False)
+            and bn.__dict__.get(_MARK, False))
+
+
+def _conv_bn_forward(conv: nn.Conv2d, owner: nn.Module, conv_name: str,
+                     bn_name: str, x: torch.Tensor):
+    """Rebound ``conv.forward``: computes ``bn(conv(x))`` while ``bn.forward`` is
+    the identity."""
+    if not _paired(owner, conv_name, bn_name):
+        return type(conv).forward(conv, x)
+    bn = owner._modules[bn_name]
+    if bn.training or not _is_frozen(conv, bn):
+        # Folding needs running statistics and frozen tensors: stock computation.
+        return type(bn).forward(bn, type(conv).forward(conv, x))
+    if _needs_input_grad(x):
+        return _FrozenConvBN.apply(x, conv, bn)
+    with torch.no_grad():
+        weight, bias = fold_conv_bn(conv, bn)
+    return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
+
+
+def _folded_bn_forward(bn: _BatchNorm, owner: nn.Module, conv_name: str,
+                       bn_name: str, x: torch.Tensor):
+    """Rebound ``bn.forward``: the identity, as the conv before it applied it."""
+    if not _paired(owner, conv_name, bn_name):
+        return type(bn).forward(bn, x)
+    return x
+
+
+def _relu_forward(relu: nn.ReLU, x: torch.Tensor):
+    if _needs_input_grad(x):
+        return _MaskReLU.apply(x, relu.inplace)
+    return torch.relu_(x) if relu.inplace else torch.relu(x)
+
+
+def _plain_conv(module) -> bool:
+    # nn.Conv2d or mmcv's Conv2d wrapper (same computation); DCN & co. excluded.
+    cls = type(module)
+    return (module is not None and isinstance(module, nn.Conv2d) and module.padding_mode == 'zeros'
+            and not isinstance(module.padding, str)
+            and (cls is nn.Conv2d or (cls.__name__ == 'Conv2d'
+                                      and cls.__module__.startswith('mmcv.'))))
+
+
+def _foldable_bn(module) -> bool:
+    return (module is not None and isinstance(module, _BatchNorm) and module.track_running_stats
+            and module.running_mean is not None)
+
+
+def conv_bn_pairs(backbone: nn.Module) -> List[Tuple[nn.Module, str, str]]:
+    """(owner, conv name, bn name) of the conv -> BN pairs of a ResNet-family
+    backbone where the BN is applied to the conv's output and to nothing else, by
+    construction of the mmdet/mmseg code: the stem ``conv1``/``norm1``,
+    ``convK``/``normK`` inside each block, and consecutive (conv, BN) entries of an
+    ``nn.Sequential`` (deep stem, downsample). Convs that are not plain ``Conv2d``
+    (DCN) and non-BN norms are left out."""
+    pairs = []
+    for owner in backbone.modules():
+        if isinstance(owner, nn.Sequential):
+            names = list(owner._modules)
+            candidates = list(zip(names[:-1], names[1:]))
+        else:
+            candidates = [(f'conv{k}', getattr(owner, f'norm{k}_name', None))
+                          for k in (1, 2, 3)]
+        for conv_name, bn_name in candidates:
+            conv = owner._modules.get(conv_name)
+            bn = owner._modules.get(bn_name) if bn_name else None
+            if _plain_conv(conv) and _foldable_bn(bn):
+                pairs.append((owner, conv_name, bn_name))
+    return pairs
+
+
+def enable_frozen_ops(backbone: nn.Module) -> int:
+    """Switch a frozen ResNet-family backbone to the lean frozen ops (see module
+    docstring). Returns the number of folded conv+BN pairs.
+
+    Raises:
+        TypeError: the backbone is not of the ResNet family.
+        ValueError: some backbone parameter requires grad (it would not get one).
+    """
+    family = backbone_family(backbone)
+    if family != 'ResNet':
+        raise TypeError(
+            'memory_efficient=True supports the mmdet/mmseg ResNet family (ResNet, '
+            f'ResNetV1c/V1d, ResNeXt); got {type(backbone).__name__} ({family})')
+    trainable = [n for n, p in backbone.named_parameters() if p.requires_grad]
+    if trainable:
+        raise ValueError('memory_efficient=True needs a frozen backbone; these '
+                         f'parameters require grad: {trainable[:5]}')
+    pairs = conv_bn_pairs(backbone)
+    for owner, conv_name, bn_name in pairs:
+        conv, bn = owner._modules[conv_name], owner._modules[bn_name]
+        conv.forward = functools.partial(_conv_bn_forward, conv, owner, conv_name,
+                                         bn_name)
+        bn.forward = functools.partial(_folded_bn_forward, bn, owner, conv_name,
+                                       bn_name)
+        setattr(conv, _MARK, True)
+        setattr(bn, _MARK, True)
+    for module in backbone.modules():
+        if type(module) is nn.ReLU:
+            module.forward = functools.partial(_relu_forward, module)
+            setattr(module, _MARK, True)
+    return len(pairs)
+
+
+def disable_frozen_ops(backbone: nn.Module) -> None:
+    """Undo :func:`enable_frozen_ops`: every module computes with its class forward."""
+    for module in backbone.modules():
+        if module.__dict__.pop(_MARK, False):
+            module.__dict__.pop('forward', None)
+
+
+def frozen_ops_enabled(backbone: nn.Module) -> bool:
+    return any(module.__dict__.get(_MARK, False) for module in backbone.modules())

@@ -1,0 +1,123 @@
+"""VPT-deep prompts for the frozen mmdet / mmseg ``SwinTransformer``.
+
+Follows the official VPT code (KMnP/vpt, ``src/models/vit_prompt/swin_transformer.py``,
+``PromptedSwinTransformerBlock`` / ``PromptedWindowAttention``): every block ``j`` of
+stage ``i`` has its own ``num_tokens x C_i`` prompts. They go through the block's
+``norm1`` like the other tokens and the same prompts are joined to the tokens of
+every (shifted) local window; the relative-position bias and the shifted-window
+mask get zero rows/columns for them, i.e. every window token may attend to every
+prompt, without position bias.
+
+How it hooks in: the ``forward`` of each block's frozen ``attn.w_msa``
+(``WindowMSA``) is replaced, on that instance only, by a :class:`PromptedWindowMSA`
+object. Why this rather than the alternatives:
+
+- no module is added, renamed or re-parented inside the backbone, so its
+  state-dict keys (and pretrained Swin checkpoints, prompt packs) are unchanged
+  and no key remapping is needed (unlike a LoRA-style wrapper module);
+- ``ShiftWindowMSA`` keeps doing the padding, cyclic shift, mask building and
+  window partition/merge with its own code; only the attention inside a window
+  changes, and mmdet's and mmseg's ``WindowMSA`` share the attributes used here;
+- it is a plain module-level class holding module references (no lambdas, no
+  classes created at run time), so the model deep-copies and pickles; swapping
+  ``__class__`` instead would need one subclass per library made at run time,
+  which pickle cannot find.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .stages import describe_stages
+from .vpt import _ParamHolder, vpt_init_bound
+
+
+def add_swin_prompts(wrapper: nn.Module, num_tokens: int, deep: bool) -> None:
+    """Add VPT-deep prompts to ``wrapper.backbone`` (mmdet/mmseg SwinTransformer).
+
+    Prompts are ``wrapper.prompts['stage{i}_block{j}'].prompt`` of shape
+    ``(1, num_tokens, C_i)``, initialised uniform(-v, v) with
+    ``v = vpt_init_bound(patch_size, C_i)`` (patch size of the patch embedding,
+    ``C_i`` the width of stage ``i``). ``wrapper.prompt_dropout`` is applied to
+    them at every forward.
+
+    VPT-shallow (``deep=False``) is refused with a ValueError: in the official
+    code shallow Swin prompts are carried through every block *and* every patch
+    merging (as 4 concatenated copies through the merging's norm and reduction),
+    which would need the whole backbone forward rewritten, not just the window
+    attention.
+    """
+    if not deep:
+        raise ValueError(
+            'VPT.deep must be True for SwinTransformer backbones (VPT-deep: own '
+            'prompts in every block); VPT-shallow (deep=False) is not supported for '
+            'Swin, got deep=False')
+    swin = wrapper.backbone
+    patch_size = swin.patch_embed.projection.kernel_size
+    for i, (stage, desc) in enumerate(zip(swin.stages, describe_stages(swin, 'VPT'))):
+        width = desc.in_channels
+        bound = vpt_init_bound(patch_size, width)
+        for j, block in enumerate(stage.blocks):
+            prompt = nn.Parameter(torch.empty(1, num_tokens, width))
+            nn.init.uniform_(prompt, -bound, bound)
+            holder = _ParamHolder(prompt)
+            wrapper.prompts[f'stage{i}_block{j}'] = holder
+            w_msa = block.attn.w_msa
+            # An instance attribute shadows the class's forward; Module.__call__
+            # (and its hooks) call it as usual.
+            w_msa.forward = PromptedWindowMSA(w_msa, block.norm1, holder,
+                                              wrapper.prompt_dropout)
+
+
+class PromptedWindowMSA:
+    """Window attention of a frozen ``WindowMSA`` whose keys/values also contain
+    the block's prompts (called as ``w_msa(windows, mask=mask)``).
+
+    The official code also computes the prompts' own outputs (averaged over the
+    windows). With VPT-deep those outputs are replaced by the next block's prompts
+    and never reach a patch token or a stage output (mmdet/mmseg take stage outputs
+    before patch merging, and merging only sees patch tokens), while a patch
+    token's output only depends on its own row of the attention. So only the patch
+    tokens are used as queries, against ``[prompt keys/values; window
+    keys/values]``: the same patch-token outputs, without the ``num_tokens`` extra
+    query rows.
+
+    Args:
+        attn: the frozen ``WindowMSA`` (its qkv, relative position bias, proj...).
+        norm: the block's ``norm1`` (prompts are normalised like the tokens).
+        holder: the block's prompt holder (``holder.prompt``: (1, P, C)).
+        dropout: the wrapper's prompt dropout.
+    """
+
+    def __init__(self, attn: nn.Module, norm: nn.Module, holder: _ParamHolder,
+                 dropout: nn.Module):
+        self.attn, self.norm, self.holder, self.dropout = attn, norm, holder, dropout
+
+    def __call__(self, x: torch.Tensor, mask=None) -> torch.Tensor:
+        m = self.attn
+        bw, n, c = x.shape  # (num_windows * B, Wh * Ww, C)
+        heads = m.num_heads
+        qkv = m.qkv(x).reshape(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]  # (bw, heads, n, head_dim)
+
+        prompt = self.norm(self.dropout(self.holder.prompt)).to(x.dtype)
+        p = prompt.shape[1]
+        pkv = m.qkv(prompt).reshape(p, 3, heads, c // heads).permute(1, 2, 0, 3)
+        # The same prompts for every window of every image.
+        k = torch.cat([pkv[1].expand(bw, -1, -1, -1), k], dim=2)
+        v = torch.cat([pkv[2].expand(bw, -1, -1, -1), v], dim=2)
+
+        attn = (q * m.scale) @ k.transpose(-2, -1)  # (bw, heads, n, p + n)
+        bias = m.relative_position_bias_table[m.relative_position_index.view(-1)]
+        bias = bias.view(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
+        # Zero bias and zero mask for the prompt columns: every token sees every
+        # prompt, with no position bias.
+        attn = attn + F.pad(bias, (p, 0)).unsqueeze(0)
+        if mask is not None:
+            nw = mask.shape[0]
+            attn = attn.view(bw // nw, nw, heads, n, p + n) + \
+                F.pad(mask, (p, 0)).unsqueeze(1).unsqueeze(0)
+            attn = attn.view(-1, heads, n, p + n)
+        attn = m.attn_drop(m.softmax(attn))
+
+        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        return m.proj_drop(m.proj(x))
