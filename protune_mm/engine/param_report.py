@@ -12,9 +12,10 @@ PARTS = ('frozen backbone', 'prompts', 'backbone (trainable)', 'neck', 'heads')
 def part_of(name: str, wrappers: Dict[str, nn.Module]) -> str:
     """Which part the parameter/buffer ``name`` of the model belongs to."""
     for prefix in wrappers:
-        if name.startswith(prefix + '.backbone.'):
+        prefix = prefix + '.' if prefix else ''  # '' when the model is the wrapper
+        if name.startswith(prefix + 'backbone.'):
             return 'frozen backbone'
-        if name.startswith(prefix + '.'):
+        if name.startswith(prefix):
             return 'prompts'
     top = name.split('.', 1)[0]
     if top == 'backbone':

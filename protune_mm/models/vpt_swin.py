@@ -37,8 +37,9 @@ def add_swin_prompts(wrapper: nn.Module, num_tokens: int, deep: bool) -> None:
     Prompts are ``wrapper.prompts['stage{i}_block{j}'].prompt`` of shape
     ``(1, num_tokens, C_i)``, initialised uniform(-v, v) with
     ``v = vpt_init_bound(patch_size, C_i)`` (patch size of the patch embedding,
-    ``C_i`` the width of stage ``i``). ``wrapper.prompt_dropout`` is applied to
-    them at every forward.
+    ``C_i`` the width of stage ``i``; the official code uses the stage-0 width for
+    every stage, a slightly wider init for the later, wider stages).
+    ``wrapper.prompt_dropout`` is applied to them at every forward.
 
     VPT-shallow (``deep=False``) is refused with a ValueError: in the official
     code shallow Swin prompts are carried through every block *and* every patch
