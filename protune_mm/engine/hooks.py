@@ -45,13 +45,15 @@ class PromptCheckpointHook(Hook):
     frozen backbone is the pretrained one. A prompt pack is validated as a whole
     against the model (method, architecture, keys and shapes, frozen identity)
     before anything is copied, and a ``prompts`` pack leaves neck and heads as
-    they are.
+    they are. A small checkpoint is refused if the frozen backbone differs from
+    the one it was trained with (its recorded identity).
 
     Args:
         save_frozen (bool): keep the full state dict (the usual mmengine
             checkpoint). Default False.
-        allow_frozen_mismatch (bool): load prompt packs trained on other frozen
-            weights (with a warning). Default False.
+        allow_frozen_mismatch (bool): load prompt packs and small checkpoints
+            trained on other frozen weights (with a warning) instead of refusing
+            them. Default False.
     """
     priority = 'LOW'
 
@@ -94,6 +96,7 @@ class PromptCheckpointHook(Hook):
                                'source) before loading it')
             model.init_weights()
         if pack_meta is None:
+            self._check_small_checkpoint(runner, wrappers, meta, keys)
             return
         if getattr(runner, '_resume', False):
             raise ValueError('a prompt pack holds no training state (optimizer, '
@@ -106,3 +109,22 @@ class PromptCheckpointHook(Hook):
         full = model.state_dict()
         full.update(remapped)
         checkpoint['state_dict'] = full
+
+    def _check_small_checkpoint(self, runner, wrappers, meta, keys) -> None:
+        """A small checkpoint must meet the frozen weights it was trained with."""
+        recorded = meta.get(FROZEN_SHA_META_KEY) or {}
+        for name, wrapper in wrappers:
+            prefix = frozen_prefix(name)
+            if name not in recorded or any(k.startswith(prefix) for k in keys):
+                continue
+            sha = frozen_identity(wrapper)
+            if sha == recorded[name]:
+                continue
+            msg = (f'the checkpoint was trained on other frozen weights of '
+                   f'{prefix[:-1]}: recorded sha256 {recorded[name][:16]}..., the '
+                   f'model has {sha[:16]}... (is its init_cfg the pretrained '
+                   'checkpoint used in training?)')
+            if not self.allow_frozen_mismatch:
+                raise ValueError(msg + '; set PromptCheckpointHook('
+                                 'allow_frozen_mismatch=True) to load anyway')
+            runner.logger.warning(msg + '; loading anyway')

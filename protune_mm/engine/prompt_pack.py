@@ -20,6 +20,7 @@ not done it yet (``Runner.test()`` never calls ``init_weights``).
 """
 import hashlib
 import json
+import logging
 import os
 import os.path as osp
 import struct
@@ -219,7 +220,9 @@ def make_prompt_pack(model: nn.Module, kind: str = 'task',
             (k[len('module.'):] if k.startswith('module.') else k, v)
             for k, v in state_dict.items())
         sha = _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta)
-    tensors = OrderedDict((k, state_dict[k]) for k in select_keys(state_dict, prefix, kind))
+    # Copies: a pack must not change when the model trains or loads on.
+    tensors = OrderedDict((k, state_dict[k].detach().clone())
+                          for k in select_keys(state_dict, prefix, kind))
     classes = (meta.get('dataset_meta') or {}).get('classes')
     if classes is None:
         classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
@@ -418,8 +421,9 @@ def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
             k = dst + k[len(src):]
         remapped[k] = v
     expected = select_keys(state, prefix, kind)
+    expected_set = set(expected)
     missing = [k for k in expected if k not in remapped]
-    unexpected = [k for k in remapped if k not in state or k not in set(expected)]
+    unexpected = [k for k in remapped if k not in expected_set]
     shapes = [f'{k}: {source} {tuple(v.shape)}, model {tuple(state[k].shape)}'
               for k, v in remapped.items() if k in state and v.shape != state[k].shape]
     if missing:
@@ -458,7 +462,7 @@ def check_prompt_pack(model: nn.Module, pack: PromptPack,
         if not allow_frozen_mismatch:
             raise ValueError(msg + '; pass allow_frozen_mismatch=True to load anyway')
         print_log(msg + '; loading anyway (allow_frozen_mismatch=True)',
-                  logger='current', level=30)
+                  logger='current', level=logging.WARNING)
     return remapped, matched
 
 
