@@ -35,13 +35,15 @@ from .stages import backbone_family
 
 #: attribute marking a module whose forward was rebound here.
 _MARK = '_protune_frozen_op'
+#: attribute holding a conv's cached folded weights (not a buffer: no state-dict key).
+_CACHE = '_protune_folded_cache'
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
     inv_std = torch.rsqrt(bn.running_var + bn.eps)
     scale = inv_std if bn.weight is None else bn.weight * inv_std
-    shift = -bn.running_mean * scale * 0.999
+    shift = -bn.running_mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
     if conv.bias is not None:
@@ -122,11 +124,32 @@ def _conv_bn_forward(conv: nn.Conv2d, owner: nn.Module, conv_name: str,
     if bn.training or not _is_frozen(conv, bn):
         # Folding needs running statistics and frozen tensors: stock computation.
         return type(bn).forward(bn, type(conv).forward(conv, x))
+    if torch.is_grad_enabled():
+        conv.__dict__.pop(_CACHE, None)  # training: no resident copy of weights
     if _needs_input_grad(x):
         return _FrozenConvBN.apply(x, conv, bn)
-    with torch.no_grad():
-        weight, bias = fold_conv_bn(conv, bn)
+    weight, bias = _folded_for_inference(conv, bn)
     return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
+
+
+def _folded_for_inference(conv, bn):
+    """Folded weight and bias, cached while gradients are off (inference), where
+    refolding on every call would cost a pass over all weights. The cache is keyed
+    by the storage and version counter of each source tensor, so loading weights
+    (an in-place copy) or moving the model invalidates it; it is dropped at the
+    first call with gradients on, so it never adds to training memory."""
+    if torch.is_grad_enabled():
+        with torch.no_grad():
+            return fold_conv_bn(conv, bn)
+    sources = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+               bn.running_var)
+    key = tuple((t.data_ptr(), t._version) if t is not None else None
+                for t in sources)
+    cached = conv.__dict__.get(_CACHE)
+    if cached is None or cached[0] != key:
+        cached = (key, ) + fold_conv_bn(conv, bn)
+        conv.__dict__[_CACHE] = cached
+    return cached[1], cached[2]
 
 
 def _folded_bn_forward(bn: _BatchNorm, owner: nn.Module, conv_name: str,
@@ -218,6 +241,7 @@ def disable_frozen_ops(backbone: nn.Module) -> None:
     for module in backbone.modules():
         if module.__dict__.pop(_MARK, False):
             module.__dict__.pop('forward', None)
+            module.__dict__.pop(_CACHE, None)
 
 
 def frozen_ops_enabled(backbone: nn.Module) -> bool:

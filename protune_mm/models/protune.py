@@ -1,7 +1,7 @@
 """Pro-tuning (Nie et al., "Pro-tuning: Unified Prompt Tuning for Vision Tasks",
 arXiv 2207.14381): input-dependent prompt blocks inserted stage by stage into a
 frozen backbone."""
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -12,11 +12,15 @@ from .wrapper import FrozenBackboneWrapper
 
 
 class SqueezeExcite(nn.Module):
-    """Channel gating; the gate multiplies its input."""
+    """Channel gating; the gate multiplies its input.
+
+    The reduced width is at least 8 (timm's SE rounds the same way): with only one
+    or two ReLU units a narrow block's gate often starts dead and never trains.
+    """
 
     def __init__(self, channels: int, ratio: int):
         super().__init__()
-        hidden = max(1, channels // ratio)
+        hidden = max(8, channels // ratio)
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
 
@@ -72,7 +76,8 @@ class ProTune(FrozenBackboneWrapper):
         place (str): 'input' (default; the block acts on the stage input) or
             'output' (on the stage output, before any downsampling).
         hidden_ratio (float): block width as a fraction of the stage width. 0.5
-            keeps Pro-tuning R50 at 3.1% of the backbone (full width: 9.8%).
+            keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
+            <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
         kernel_size (int): depthwise kernel size, odd. Default 5.
         groups (int): groups of the outer 1x1 convs. Default 4.
         se_ratio (int): squeeze-excite reduction. Default 16.

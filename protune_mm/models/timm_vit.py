@@ -52,6 +52,7 @@ class TimmViT(BaseModule):
         # mmengine's initializers, so BaseModule does not get the init_cfg.
         super().__init__(init_cfg=None)
         import timm
+        from timm.models.vision_transformer import VisionTransformer
         if init_cfg is not None and (not isinstance(init_cfg, dict)
                                      or init_cfg.get('type') != 'Pretrained'
                                      or not isinstance(init_cfg.get('checkpoint'), str)):
@@ -59,7 +60,6 @@ class TimmViT(BaseModule):
                              f'checkpoint=PATH or timm://NAME), got {init_cfg!r}')
         self.model_name = model_name
         self.weights_cfg = init_cfg
-        from timm.models.vision_transformer import VisionTransformer
         try:
             vit = timm.create_model(model_name, pretrained=False, num_classes=0,
                                     dynamic_img_size=True, dynamic_img_pad=True,

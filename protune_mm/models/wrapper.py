@@ -8,7 +8,6 @@ import copy
 from typing import Dict, List, Optional
 
 import torch.nn as nn
-from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule
 
 from ..registry import MODELS

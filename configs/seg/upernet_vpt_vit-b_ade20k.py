@@ -1,0 +1,44 @@
+# VPT-deep prompts on a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in UPerNet on ADE20K; data/160k schedule from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW as upernet_protune_r50_ade20k.py.
+_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+
+custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        _delete_=True,
+        type='protune_mm.VPT',
+        # A plain ViT gives stride-16 maps; TimmViT resamples the outputs of
+        # blocks 2, 5, 8, 11 to strides 4/8/16/32 without parameters (a learned
+        # deconvolution would stay random inside the frozen wrapper).
+        backbone=dict(
+            type='protune_mm.TimmViT',
+            model_name='vit_base_patch16_224',
+            init_cfg=dict(type='Pretrained',
+                          checkpoint='timm://vit_base_patch16_224')),
+        # VPT-deep with 50 tokens, a value of VPT's search grid
+        # {1, 5, 10, 50, 100, 200}.
+        num_tokens=50,
+        deep=True,
+        dropout=0.1),
+    decode_head=dict(in_channels=[768, 768, 768, 768]),
+    auxiliary_head=dict(in_channels=768))
+
+# AdamW lr 1.2e-4 + warm-up/poly as upernet_protune_r50_ade20k.py; prompts get
+# no weight decay, as in VPT. Not tuned here (no GPU).
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.01),
+    paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
+    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
+         by_epoch=False),
+]
+
+custom_hooks = [
+    dict(type='protune_mm.ParamReportHook'),
+    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
+    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
+]

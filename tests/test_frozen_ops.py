@@ -1,0 +1,202 @@
+"""The memory-efficient frozen path (``memory_efficient=True``, frozen_ops.py)
+computes what the plain frozen backbone computes: same outputs, same gradients to
+the input and to the prompts, frozen tensors untouched, same state-dict keys."""
+import copy
+
+import pytest
+import torch
+
+from protune_mm import VPT, Frozen, ProTune
+from protune_mm.models.frozen_ops import (conv_bn_pairs, disable_frozen_ops,
+                                          enable_frozen_ops, frozen_ops_enabled)
+
+R18 = dict(type='mmdet.ResNet', depth=18, init_cfg=None)
+R50_TINY = dict(type='mmdet.ResNet', depth=50, base_channels=8, stem_channels=8,
+                init_cfg=None)
+
+
+def _randomise(model, seed=0):
+    """Non-trivial weights and BN statistics, so folding BN into convs is tested
+    with values where a wrong formula shows (fresh BN is the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith('running_var'):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith('scale'):  # ProTune output scale, 0 at init
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.1)
+            else:
+                t.copy_((torch.rand(t.shape, generator=g) - 0.5) * 0.4)
+    return model
+
+
+def _pair(cls, backbone, **kwargs):
+    """(plain, memory-efficient) wrappers holding identical tensors."""
+    torch.manual_seed(0)
+    plain = cls(backbone=backbone, **kwargs)
+    torch.manual_seed(0)
+    lean = cls(backbone=backbone, memory_efficient=True, **kwargs)
+    _randomise(plain)
+    lean.load_state_dict(plain.state_dict())
+    return plain, lean
+
+
+def _run(model, x, train=True):
+    model.train(train)
+    x = x.clone().requires_grad_(True)
+    outs = model(x)
+    # A loss that weights every output element differently.
+    loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+    loss.backward()
+    return [o.detach() for o in outs], x.grad
+
+
+@pytest.mark.parametrize('backbone', [R18, R50_TINY], ids=['r18', 'r50-narrow'])
+def test_outputs_and_input_grads_equal_plain_frozen(backbone):
+    plain, lean = _pair(Frozen, backbone)
+    assert frozen_ops_enabled(lean.backbone) and not frozen_ops_enabled(plain.backbone)
+    x = torch.randn(2, 3, 64, 64)
+    outs_p, grad_p = _run(plain, x)
+    outs_l, grad_l = _run(lean, x)
+    for a, b in zip(outs_p, outs_l):
+        assert a.shape == b.shape
+        assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+    torch.testing.assert_close(grad_l, grad_p, rtol=1e-4, atol=1e-5)
+    # Inference (no_grad) takes the other code path: same outputs.
+    with torch.no_grad():
+        for a, b in zip(plain.eval()(x), lean.eval()(x)):
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+
+
+def test_every_conv_bn_pair_is_folded():
+    lean = Frozen(backbone=R50_TINY, memory_efficient=True)
+    pairs = conv_bn_pairs(lean.backbone)
+    # stem + 16 bottlenecks x 3 + 4 downsamples
+    assert len(pairs) == 1 + 16 * 3 + 4
+
+
+@pytest.mark.parametrize('stages', [None, [1, 3]])
+def test_protune_prompt_grads_equal(stages):
+    plain, lean = _pair(ProTune, R18, stages=stages)
+    x = torch.randn(2, 3, 64, 64)
+    outs_p, grad_p = _run(plain, x)
+    outs_l, grad_l = _run(lean, x)
+    for a, b in zip(outs_p, outs_l):
+        assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+    torch.testing.assert_close(grad_l, grad_p, rtol=1e-4, atol=1e-5)
+    grads_p = {n: p.grad for n, p in plain.prompts.named_parameters()}
+    grads_l = {n: p.grad for n, p in lean.prompts.named_parameters()}
+    assert grads_p.keys() == grads_l.keys() and grads_p
+    for n in grads_p:
+        assert grads_p[n] is not None and grads_p[n].abs().sum() > 0, n
+        torch.testing.assert_close(grads_l[n], grads_p[n], rtol=1e-4, atol=1e-6,
+                                   msg=n)
+
+
+def test_vpt_pad_prompt_grads_equal():
+    # Pad prompts sit on the image: the gradient crosses the whole backbone + stem.
+    plain, lean = _pair(VPT, R18, num_tokens=4, deep=False, dropout=0.0)
+    x = torch.randn(1, 3, 64, 64)
+    _run(plain, x)
+    _run(lean, x)
+    for (n, p), (_, q) in zip(plain.prompts.named_parameters(),
+                              lean.prompts.named_parameters()):
+        assert p.grad is not None and p.grad.abs().sum() > 0, n
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=n)
+
+
+def test_frozen_tensors_unchanged_and_keys_kept():
+    plain, lean = _pair(ProTune, R18)
+    assert list(lean.state_dict()) == list(plain.state_dict())
+    before = {k: v.clone() for k, v in lean.backbone.state_dict().items()}
+    optim = torch.optim.AdamW(lean.prompts.parameters(), lr=1e-2)
+    for _ in range(2):
+        optim.zero_grad()
+        _run(lean, torch.randn(2, 3, 64, 64))
+        optim.step()
+    after = lean.backbone.state_dict()
+    assert before.keys() == after.keys()
+    for k in before:  # weights, BN statistics and num_batches_tracked alike
+        assert torch.equal(before[k], after[k]), k
+    assert all(not p.requires_grad for p in lean.backbone.parameters())
+
+
+def test_loaded_weights_are_used():
+    """Weights loaded after an inference (which caches folded weights) are used."""
+    _, lean = _pair(Frozen, R18)
+    other = _randomise(Frozen(backbone=R18), seed=1)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        lean.eval()(x)
+        assert hasattr(lean.backbone.conv1, '_protune_folded_cache')
+        lean.load_state_dict(other.state_dict())
+        for a, b in zip(other.eval()(x), lean.eval()(x)):
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+    # A call with gradients drops the inference cache (no resident weight copy).
+    lean.train()(x.requires_grad_(True))
+    assert not any(hasattr(m, '_protune_folded_cache') for m in lean.modules())
+
+
+def test_swapped_module_and_deepcopy_stay_correct():
+    plain, lean = _pair(Frozen, R18)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = plain.eval()(x)
+        # deepcopy: the rebound forwards follow the copied modules.
+        twin = copy.deepcopy(lean)
+        assert twin.backbone.conv1.forward.args[0] is twin.backbone.conv1
+        # A module swapped in afterwards (e.g. by revert_sync_batchnorm) computes
+        # by itself instead of being skipped.
+        block = twin.backbone.layer1[0]
+        fresh = copy.deepcopy(plain.backbone.layer1[0].norm1)
+        setattr(block, block.norm1_name, fresh)
+        for out in (lean.eval()(x), twin.eval()(x)):
+            for a, b in zip(ref, out):
+                assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+
+
+def test_bn_in_training_mode_falls_back_to_stock():
+    plain, lean = _pair(Frozen, R18)
+    plain.backbone.train()  # bypass the wrapper: BN uses batch statistics
+    lean.backbone.train()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(plain.backbone(x), lean.backbone(x)):
+            assert (a - b).abs().max() <= 1e-5 * max(1.0, a.abs().max())
+
+
+def test_stages_before_first_prompt_get_no_backward():
+    """Autograd already skips the stem and stages before the first prompt: their
+    outputs do not require grad, so no graph (and no saved tensor) is made."""
+    _, lean = _pair(ProTune, R18, stages=[2])
+    seen = {}
+    for name in ('layer1', 'layer2', 'layer3'):
+        getattr(lean.backbone, name).register_forward_hook(
+            lambda m, a, out, name=name: seen.update({name: out.requires_grad}))
+    lean.train()(torch.randn(1, 3, 64, 64))
+    assert seen == {'layer1': False, 'layer2': False, 'layer3': True}
+
+
+def test_disable_restores_stock_forward():
+    plain, lean = _pair(Frozen, R18)
+    disable_frozen_ops(lean.backbone)
+    assert not frozen_ops_enabled(lean.backbone)
+    assert all('forward' not in m.__dict__ for m in lean.backbone.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(plain.eval()(x), lean.eval()(x)):
+            assert torch.equal(a, b)
+
+
+def test_bad_input_refused():
+    with pytest.raises(TypeError, match='memory_efficient'):
+        Frozen(backbone=R18, memory_efficient='yes')
+    swin = dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(1, 1, 1, 1),
+                num_heads=(1, 1, 1, 1), window_size=2, init_cfg=None)
+    with pytest.raises(TypeError, match='ResNet family'):
+        Frozen(backbone=swin, memory_efficient=True)
+    trainable = Frozen(backbone=R18).backbone.requires_grad_(True)
+    with pytest.raises(ValueError, match='require grad'):
+        enable_frozen_ops(trainable)

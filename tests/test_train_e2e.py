@@ -1,0 +1,429 @@
+"""Scaled-down copies of the real configs train and evaluate end to end on CPU.
+
+Each test loads a file of configs/, keeps its model/data/metric/hook settings and
+only shrinks it (ResNet-18 / 32-wide Swin / 64-wide 4-block ViT, 128 px images,
+batch 2, 2 iterations, 2 validation images, BN instead of SyncBN, no pretrained
+download), then runs it with mmengine's Runner through tools/train.py's own
+functions (one test uses the command line) and checks the stock metric keys.
+"""
+import copy
+import glob
+import importlib.util
+import os.path as osp
+import pickle
+import subprocess
+import sys
+import uuid
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The method configs (configs/quickstart/ holds the synthetic-data demo ones).
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
+                 glob.glob(osp.join(REPO, 'configs', 'seg', '*.py')))
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f'protune_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = load_tool('train')
+test_tool = load_tool('test')
+
+
+# ----------------------------------------------------------------------------------
+# Data: the project's synthetic COCO / ADE20K generator, tiny.
+
+make_data = load_tool('make_synthetic_data')
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp('data')
+    make_data.make_coco(str(root / 'coco'), num_train=4, num_val=2, image_size=128,
+                        seed=0)
+    make_data.make_ade20k(str(root / 'ade'), num_train=4, num_val=2, image_size=128,
+                          seed=0)
+    return dict(coco=str(root / 'coco') + '/',
+                ade=str(root / 'ade' / 'ADEChallengeData2016'))
+
+
+# ----------------------------------------------------------------------------------
+# Shrinking a real config.
+
+def _walk(node, fn):
+    """Apply fn to every dict in a nested config (lists included)."""
+    if isinstance(node, dict):
+        fn(node)
+        for v in node.values():
+            _walk(v, fn)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _walk(v, fn)
+
+
+def _sync_bn_to_bn(node):
+    if node.get('type') == 'SyncBN':
+        node['type'] = 'BN'
+
+
+def shrink_model(model):
+    """Tiny inner backbone (random init) and heads adapted to its widths."""
+    inner = model.backbone.backbone
+    kind = inner.type
+    if kind in ('ResNet', 'ResNetV1c'):
+        inner.depth = 18
+        widths = [64, 128, 256, 512]
+    elif kind == 'SwinTransformer':
+        inner.update(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
+        widths = [32, 64, 128, 256]
+    elif kind == 'protune_mm.TimmViT':
+        inner.model_kwargs = dict(embed_dim=64, depth=4, num_heads=2)
+        widths = [64] * 4
+    else:
+        raise AssertionError(f'unknown backbone {kind}')
+    inner.init_cfg = None
+    _walk(model, _sync_bn_to_bn)
+    if model.type == 'EncoderDecoder':
+        model.decode_head.in_channels = widths
+        model.decode_head.channels = 32
+        model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
+        model.auxiliary_head.channels = 16
+        model.data_preprocessor.size = (128, 128)
+        return
+    model.neck.update(in_channels=widths, out_channels=32)
+    if model.type == 'RetinaNet':
+        model.bbox_head.update(in_channels=32, feat_channels=32)
+    else:
+        model.rpn_head.update(in_channels=32, feat_channels=32)
+        roi = model.roi_head
+        roi.bbox_roi_extractor.out_channels = 32
+        roi.mask_roi_extractor.out_channels = 32
+        roi.bbox_head.update(in_channels=32, fc_out_channels=64)
+        roi.mask_head.update(in_channels=32, conv_out_channels=32)
+    # Untrained heads score every class below the stock 0.05 threshold; keep
+    # the best few boxes so the COCO metric has something to evaluate.
+    if model.type == 'RetinaNet':
+        model.test_cfg.update(score_thr=0.0, nms_pre=100, max_per_img=20)
+    else:
+        model.test_cfg.rpn.update(nms_pre=100, max_per_img=50)
+        model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
+        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+        model.train_cfg.rcnn.sampler.num = 64
+
+
+def _set_scale(pipeline, scale, crop):
+    for t in pipeline:
+        if t['type'] in ('Resize', 'RandomResize') and 'scale' in t:
+            t['scale'] = scale
+        if t['type'] == 'RandomCrop':
+            t['crop_size'] = crop
+
+
+def shrink(cfg: Config, data: dict, work_dir: str, iters: int = 2) -> Config:
+    """The real config, scaled down to a few CPU seconds."""
+    cfg = copy.deepcopy(cfg)
+    shrink_model(cfg.model)
+    det = cfg.default_scope == 'mmdet'
+    root = data['coco'] if det else data['ade']
+    for split in ('train', 'val', 'test'):
+        loader = cfg[f'{split}_dataloader']
+        loader.update(num_workers=0, persistent_workers=False)
+        if split == 'train':  # val/test keep the stock batch size (1)
+            loader.batch_size = 2
+        loader.dataset.data_root = root
+        _set_scale(loader.dataset.pipeline, (160, 128) if det else (256, 128),
+                   (128, 128))
+        if det and split != 'train':
+            # The stock CocoMetric reads data/coco/annotations/... directly.
+            cfg[f'{split}_evaluator'].ann_file = osp.join(root, loader.dataset.ann_file)
+    if det:
+        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
+        cfg.default_hooks.checkpoint.interval = 1
+    else:
+        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
+                             val_interval=iters)
+        cfg.default_hooks.checkpoint.interval = iters
+    cfg.default_hooks.logger.interval = 1
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0)
+    # Unique names: mmengine keeps loggers/message hubs per experiment name.
+    cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
+    return cfg
+
+
+class Recorder(Hook):
+    """Records what the runner does, for assertions."""
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.metrics, self.iters, self.at_start = [], [], None
+
+    def before_train(self, runner):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        self.at_start = dict(
+            iter=runner.iter, epoch=runner.epoch,
+            optimizer=copy.deepcopy(runner.optim_wrapper.state_dict()),
+            state=copy.deepcopy(model.state_dict()))
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self.iters.append(runner.iter)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics.append(dict(metrics or {}))
+
+
+def run_train(cfg: Config, argv=()):
+    """Train through tools/train.py (its argument handling and checks) in-process."""
+    args = train_tool.parse_args([cfg.filename, *argv])
+    full = train_tool.apply_args(copy.deepcopy(cfg), args)
+    train_tool.check_data(full, splits=('train', 'val'))
+    runner = train_tool.build_runner(full)
+    recorder = Recorder()
+    runner.register_hook(recorder)
+    runner.train()
+    return runner, recorder
+
+
+def config_path(name):
+    sub = 'seg' if 'upernet' in name else 'det'
+    return osp.join(REPO, 'configs', sub, name + '.py')
+
+
+def metric_keys(cfg):
+    if cfg.default_scope == 'mmdet':
+        keys = {'coco/bbox_mAP'}
+        if cfg.model.type == 'MaskRCNN':
+            keys.add('coco/segm_mAP')
+        return keys
+    return {'mIoU', 'aAcc', 'mAcc'}
+
+
+# ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', [osp.splitext(osp.basename(p))[0] for p in CONFIGS])
+def test_scaled_down_config_trains_and_evaluates(name, data, tmp_path):
+    cfg = shrink(Config.fromfile(config_path(name)), data, str(tmp_path))
+    runner, rec = run_train(cfg)
+    model = runner.model
+    # The real wrapper, prompts and hooks are in use.
+    assert type(model.backbone).__name__ == cfg.model.backbone.type.split('.')[-1]
+    hook_names = [type(h).__name__ for h in runner.hooks]
+    assert 'ParamReportHook' in hook_names and 'PromptCheckpointHook' in hook_names
+    assert rec.iters == [0, 1]
+    # The stock metric was computed on the validation images.
+    assert rec.metrics and metric_keys(cfg) <= set(rec.metrics[-1]), rec.metrics
+    # Training moved the prompts, never the frozen backbone.
+    before, after = rec.at_start['state'], model.state_dict()
+    frozen = [k for k in before if k.startswith('backbone.backbone.')]
+    prompts = [k for k in before if k.startswith('backbone.prompts.')]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    if cfg.model.backbone.type != 'protune_mm.Frozen':
+        assert prompts and any(not torch.equal(before[k], after[k]) for k in prompts)
+    # The checkpoint is small: prompts, neck, heads, optimizer; no frozen tensor.
+    ckpt = torch.load(glob.glob(osp.join(str(tmp_path), '*.pth'))[0],
+                      map_location='cpu', weights_only=False)
+    assert not any(k.startswith('backbone.backbone.') for k in ckpt['state_dict'])
+    assert all(k in ckpt['state_dict'] for k in prompts)
+    assert ckpt['optimizer']['state']
+
+
+def _pretrained_file(cfg, path):
+    """A 'pretrained' inner backbone checkpoint (random weights, fixed seed), so
+    small checkpoints can be completed from init_cfg as with real weights."""
+    from mmdet.registry import MODELS
+    torch.manual_seed(1)
+    inner = MODELS.build(copy.deepcopy(cfg.model.backbone.backbone))
+    torch.save(dict(state_dict=inner.state_dict()), path)
+    return {k: v.clone() for k, v in inner.state_dict().items()}
+
+
+def test_resume_restores_iteration_and_optimizer_state(data, tmp_path):
+    base = shrink(Config.fromfile(config_path('retinanet_protune_r50')), data,
+                  str(tmp_path))
+    weights = _pretrained_file(base, str(tmp_path / 'pretrained.pth'))
+    base.model.backbone.backbone.init_cfg = dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'pretrained.pth'))
+
+    # Run 1 stops after epoch 1 and its checkpoint (2 iterations).
+    runner, _ = run_train(copy.deepcopy(base))
+    ckpt_path = str(tmp_path / 'epoch_1.pth')
+    ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 2 and ckpt['meta']['epoch'] == 1
+    assert not any(k.startswith('backbone.backbone.') for k in ckpt['state_dict'])
+    del runner
+
+    # Run 2: same work dir, --resume (latest checkpoint), one more epoch.
+    cfg = copy.deepcopy(base)
+    cfg.train_cfg.max_epochs = 2
+    cfg.experiment_name += '_resumed'
+    runner, rec = run_train(cfg, ['--resume'])
+    start = rec.at_start
+    assert (start['iter'], start['epoch']) == (2, 1)
+    assert rec.iters == [2, 3]
+    # Same optimizer state as saved (AdamW moments and step of every tensor).
+    saved, restored = ckpt['optimizer'], start['optimizer']
+    assert saved['state'].keys() == restored['state'].keys() and saved['state']
+    for idx, state in saved['state'].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value),
+                               torch.as_tensor(restored['state'][idx][key])), (idx, key)
+    assert [g['lr'] for g in saved['param_groups']] == \
+        [g['lr'] for g in restored['param_groups']]
+    # Trainable weights from the checkpoint, frozen ones from the pretrained file.
+    for key, value in ckpt['state_dict'].items():
+        assert torch.equal(start['state'][key], value), key
+    for key, value in weights.items():
+        assert torch.equal(start['state'][f'backbone.backbone.{key}'], value), key
+    assert runner.iter == 4
+
+
+def test_missing_data_names_the_path_and_the_readme_section(tmp_path):
+    missing = str(tmp_path / 'nowhere') + '/'
+    for name in ('mask_rcnn_protune_r50', 'upernet_protune_r50_ade20k'):
+        with pytest.raises(SystemExit) as e:
+            train_tool.main([config_path(name), '--work-dir', str(tmp_path),
+                             '--cfg-options',
+                             f'train_dataloader.dataset.data_root={missing}'])
+        message = str(e.value.code)
+        assert missing.rstrip('/') in message and 'train_dataloader' in message
+        assert "README.md, section '## Data preparation'" in message
+    # The stock CocoMetric reads its own copy of the annotation path.
+    with pytest.raises(SystemExit) as e:
+        train_tool.main([config_path('retinanet_vpt_r50'), '--work-dir', str(tmp_path),
+                         '--cfg-options', f'val_evaluator.ann_file={missing}val.json',
+                         f'train_dataloader.dataset.data_root={REPO}',
+                         'train_dataloader.dataset.ann_file=configs',
+                         'train_dataloader.dataset.data_prefix.img=tools',
+                         f'val_dataloader.dataset.data_root={REPO}',
+                         'val_dataloader.dataset.ann_file=configs',
+                         'val_dataloader.dataset.data_prefix.img=tools'])
+    assert f'val_evaluator.ann_file: {missing}val.json does not exist' in str(e.value.code)
+    # test.py checks the test split the same way.
+    ckpt = tmp_path / 'x.pth'
+    torch.save({}, ckpt)
+    with pytest.raises(SystemExit) as e:
+        test_tool.main([config_path('upernet_frozen_r50_ade20k'), str(ckpt),
+                        '--work-dir', str(tmp_path), '--cfg-options',
+                        f'test_dataloader.dataset.data_root={missing}'])
+    assert missing.rstrip('/') in str(e.value.code)
+    assert '## Data preparation' in str(e.value.code)
+
+
+def test_command_line_options_reach_the_config(tmp_path):
+    # --resume with a path resumes from it; without, from the latest in work_dir.
+    ckpt = tmp_path / 'iter_2.pth'
+    ckpt.write_bytes(b'')
+    det = config_path('retinanet_protune_r50')
+    cfg = train_tool.setup_cfg(train_tool.parse_args([det, '--resume', str(ckpt)]))
+    assert cfg.resume is True and cfg.load_from == str(ckpt)
+    assert cfg.work_dir == osp.join('./work_dirs', 'retinanet_protune_r50')
+    cfg = train_tool.setup_cfg(train_tool.parse_args([det, '--resume']))
+    assert cfg.resume is True and cfg.load_from is None
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        train_tool.setup_cfg(train_tool.parse_args([det, '--resume', 'nowhere.pth']))
+    # test.py: mmseg semantics of --out (a directory of PNGs) and --show-dir.
+    seg = config_path('upernet_protune_r50_ade20k')
+    cfg = test_tool.setup_cfg(test_tool.parse_args(
+        [seg, str(ckpt), '--out', 'preds', '--show-dir', 'painted']))
+    assert cfg.load_from == str(ckpt)
+    assert cfg.test_evaluator.output_dir == 'preds' and cfg.test_evaluator.keep_results
+    assert cfg.default_hooks.visualization.draw is True
+    assert cfg.visualizer.save_dir == 'painted'
+    # mmdet semantics: --out is a pickle of the predictions.
+    with pytest.raises(ValueError, match=r'--out must be a \.pkl'):
+        test_tool.setup_cfg(test_tool.parse_args([det, str(ckpt), '--out', 'preds']))
+    # Neither mmdet nor mmseg: refused, naming the field and the allowed values.
+    other = tmp_path / 'other.py'
+    other.write_text("default_scope = 'mmpretrain'\n")
+    with pytest.raises(ValueError, match=r"default_scope must be one of \['mmdet', "
+                                         r"'mmseg'\]"):
+        train_tool.setup_cfg(train_tool.parse_args([str(other)]))
+
+
+def test_amp_is_refused_on_cpu_with_a_clear_message(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA: --amp is allowed')
+    with pytest.raises(SystemExit) as e:
+        train_tool.main([config_path('retinanet_protune_r50'), '--amp',
+                         '--work-dir', str(tmp_path)])
+    assert '--amp needs a CUDA' in str(e.value.code)
+
+
+def test_cli_train_then_test_small_checkpoint(data, tmp_path):
+    """tools/train.py on the command line writes a small checkpoint; tools/test.py
+    completes it (or a prompt pack made from it) with the pretrained frozen
+    backbone and predicts exactly what the full model (frozen weights included
+    in the checkpoint) predicts."""
+    cfg = shrink(Config.fromfile(config_path('retinanet_protune_r50')), data,
+                 str(tmp_path / 'run'))
+    weights = _pretrained_file(cfg, str(tmp_path / 'pretrained.pth'))
+    cfg.model.backbone.backbone.init_cfg = dict(
+        type='Pretrained', checkpoint=str(tmp_path / 'pretrained.pth'))
+    path = str(tmp_path / 'retinanet_small.py')
+    cfg.dump(path)
+    proc = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'train.py'), path,
+         '--work-dir', str(tmp_path / 'run')],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    small = str(tmp_path / 'run' / 'epoch_1.pth')
+    state = torch.load(small, map_location='cpu', weights_only=False)['state_dict']
+    assert not any(k.startswith('backbone.backbone.') for k in state)
+
+    # tools/test.py with the small checkpoint (in-process).
+    out_small = str(tmp_path / 'small.pkl')
+    # Each run gets another seed: only weights that really come from the
+    # checkpoint / pack / pretrained file can give identical predictions.
+    test_tool.main([path, small, '--work-dir', str(tmp_path / 'test_small'),
+                    '--out', out_small, '--show-dir', 'painted',
+                    '--cfg-options', 'randomness.seed=1',
+                    f'experiment_name=t_{uuid.uuid4().hex[:8]}'])
+
+    # The same weights as one full checkpoint, with no pretrained source.
+    full = str(tmp_path / 'full.pth')
+    state.update({f'backbone.backbone.{k}': v for k, v in weights.items()})
+    torch.save(dict(state_dict=state, meta={}), full)
+    out_full = str(tmp_path / 'full.pkl')
+    test_tool.main([path, full, '--work-dir', str(tmp_path / 'test_full'),
+                    '--out', out_full, '--cfg-options', 'randomness.seed=2',
+                    'model.backbone.backbone.init_cfg=None',
+                    f'experiment_name=t_{uuid.uuid4().hex[:8]}'])
+
+    painted = glob.glob(str(tmp_path / 'test_small' / '*' / 'painted' / '*.jpg'))
+    assert len(painted) == 2
+
+    # tools/test.py CONFIG PACK: a task pack exported from the small checkpoint.
+    pack = str(tmp_path / 'task.safetensors')
+    load_tool('export_prompts').main([small, '--out', pack, '--config', path])
+    out_pack = str(tmp_path / 'pack.pkl')
+    test_tool.main([path, pack, '--work-dir', str(tmp_path / 'test_pack'),
+                    '--out', out_pack, '--cfg-options', 'randomness.seed=3',
+                    f'experiment_name=t_{uuid.uuid4().hex[:8]}'])
+
+    preds = []
+    for out in (out_small, out_full, out_pack):
+        with open(out, 'rb') as f:
+            preds.append(pickle.load(f))
+    assert [len(p) for p in preds] == [2, 2, 2]
+    for a, *others in zip(*preds):
+        assert len(a['pred_instances']['bboxes']) > 0
+        for b in others:
+            for key in ('bboxes', 'scores', 'labels'):
+                assert torch.equal(a['pred_instances'][key],
+                                   b['pred_instances'][key]), key
+
+    # A small checkpoint without its pretrained source is refused, not run with
+    # a random frozen backbone.
+    with pytest.raises(ValueError, match='other frozen weights'):
+        test_tool.main([path, small, '--work-dir', str(tmp_path / 'test_refused'),
+                        '--cfg-options', 'model.backbone.backbone.init_cfg=None',
+                        f'experiment_name=t_{uuid.uuid4().hex[:8]}'])

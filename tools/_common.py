@@ -1,0 +1,139 @@
+"""Helpers shared by tools/train.py and tools/test.py (det and seg configs alike)."""
+import os
+import os.path as osp
+from typing import List
+
+import torch
+from mmengine.config import Config
+
+#: default_scope of the configs these tools run, and the task each one means.
+TASKS = {'mmdet': 'det', 'mmseg': 'seg'}
+
+DATA_DOC = "README.md, section '## Data preparation'"
+
+
+def task_of(cfg: Config) -> str:
+    """'det' or 'seg', read from the config's ``default_scope``."""
+    scope = cfg.get('default_scope')
+    if scope not in TASKS:
+        raise ValueError(f"config default_scope must be one of {sorted(TASKS)} (set by "
+                         f"the stock mmdet/mmseg base config), got {scope!r}")
+    return TASKS[scope]
+
+
+def default_work_dir(config_path: str) -> str:
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+# ----------------------------------------------------------------------------------
+# Missing data: fail before the runner is built, with the path and where to read up.
+
+def _dataset_paths(dataset: dict) -> List[str]:
+    """Local paths a dataset config reads, joined like mmengine's BaseDataset does
+    (``ann_file`` and every ``data_prefix`` value are relative to ``data_root``)."""
+    if 'datasets' in dataset:  # ConcatDataset
+        return [p for d in dataset['datasets'] for p in _dataset_paths(d)]
+    if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, MultiImageMix...
+        return _dataset_paths(dataset['dataset'])
+    root = dataset.get('data_root') or ''
+    paths = []
+    if root:
+        paths.append(root)
+    names = [dataset.get('ann_file') or '']
+    names += [v for v in (dataset.get('data_prefix') or {}).values()
+              if isinstance(v, str)]
+    for name in names:
+        if not name:
+            continue
+        paths.append(name if osp.isabs(name) or not root else osp.join(root, name))
+    # Remote storage (s3://, http://, ...) is the file backend's business.
+    return [p for p in paths if '://' not in p]
+
+
+def check_data(cfg: Config, splits=('train', 'val', 'test')) -> None:
+    """Raise FileNotFoundError naming the first missing dataset path of ``splits``."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader or cfg.get(f'{split}_cfg', {}) is None:
+            continue  # this split is not run
+        paths = [(f'{split}_dataloader.dataset', p)
+                 for p in _dataset_paths(loader['dataset'])]
+        # mmdet's CocoMetric reads the annotation file itself.
+        evaluators = cfg.get(f'{split}_evaluator') or []
+        for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
+            ann_file = evaluator.get('ann_file')
+            if ann_file and '://' not in ann_file:
+                paths.append((f'{split}_evaluator.ann_file', ann_file))
+        for field, path in paths:
+            if not osp.exists(path):
+                option = (f'{split}_evaluator.ann_file=PATH' if 'evaluator' in field
+                          else f'{split}_dataloader.dataset.data_root=PATH')
+                raise FileNotFoundError(
+                    f'{field}: {path} does not exist (data_root='
+                    f"{loader['dataset'].get('data_root')!r}, cwd={os.getcwd()}). "
+                    f'Prepare the dataset as described in {DATA_DOC}, or point the '
+                    f'config at it with --cfg-options {option}')
+
+
+# ----------------------------------------------------------------------------------
+# Distributed runs without CUDA (gloo on CPU).
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Make ``--launcher pytorch/slurm/mpi`` work on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` and its runner wraps
+    the model in DDP with ``device_ids=[LOCAL_RANK]``; both need a GPU. Without
+    CUDA we start the process group ourselves (the runner then skips its own
+    ``init_dist``) and let DDP work on CPU tensors (``device_ids=None``).
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    from mmengine.dist import init_dist
+    backend = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('backend', 'nccl')
+    if backend not in ('gloo', 'mpi'):
+        raise ValueError(
+            f'env_cfg.dist_cfg.backend={backend!r} needs CUDA, which is not available; '
+            "on CPU use --cfg-options env_cfg.dist_cfg.backend=gloo (allowed on CPU: "
+            "'gloo', 'mpi')")
+    if not dist.is_initialized():
+        if cfg.launcher == 'pytorch':
+            # What init_dist does for torchrun, minus torch.cuda.set_device.
+            dist.init_process_group(backend=backend,
+                                    rank=int(os.environ['RANK']),
+                                    world_size=int(os.environ['WORLD_SIZE']))
+        else:
+            init_dist(cfg.launcher, backend=backend)
+    # The runner's own default wrapper, with device_ids=None (CPU module).
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+
+
+# ----------------------------------------------------------------------------------
+# --amp
+
+def enable_amp(cfg: Config) -> None:
+    """Switch the config to mixed precision (fp16 with dynamic loss scaling).
+
+    Only on an accelerator: mmengine's AmpOptimWrapper refuses CPU-only machines,
+    and CPU autocast (bf16) is rarely faster than fp32 there, so we refuse too.
+    """
+    from mmengine.device import get_device
+    from mmengine.logging import print_log
+    device = get_device()
+    if device == 'cpu':
+        raise ValueError('--amp needs a CUDA (or NPU/MLU/MUSA) device; none is '
+                         'available, so train in fp32 without --amp')
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.', logger='current',
+                  level=30)
+        return
+    if optim_wrapper != 'OptimWrapper':
+        raise ValueError('--amp needs optim_wrapper.type=OptimWrapper (it becomes '
+                         f'AmpOptimWrapper), got {optim_wrapper!r}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'

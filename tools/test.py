@@ -1,0 +1,141 @@
+"""Test (and evaluate) a prompt-tuned detector or segmentor.
+
+Same command line as mmdet's / mmseg's ``tools/test.py``; CHECKPOINT may be
+
+- a full mmengine checkpoint (``PromptCheckpointHook(save_frozen=True)`` or any
+  stock one),
+- a small checkpoint of this project (frozen backbone dropped): the frozen
+  backbone is loaded from its pretrained source (the inner backbone's
+  ``init_cfg``) before the checkpoint, and must be the one it was trained with,
+- a prompt pack (``.safetensors``, see ``tools/export_prompts.py``), checked
+  against the model before it is loaded.
+
+``--out``: mmdet configs dump the raw predictions to a ``.pkl`` file (as mmdet's
+test.py); mmseg configs save the predicted maps as PNGs into that directory (as
+mmseg's test.py).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import (check_data, default_work_dir, setup_cpu_distributed,  # noqa: E402
+                     task_of)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a prompt-tuned detector or segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file or prompt pack')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='det: dump predictions to this .pkl file; seg: save predicted '
+        'segmentation maps into this directory')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (relative to '
+        'work_dir/timestamp)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg: Config, args, task: str) -> None:
+    """Turn on drawing in the stock visualization hook (as mmdet's/mmseg's test.py)."""
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise ValueError('--show / --show-dir need default_hooks.visualization '
+                         "(DetVisualizationHook / SegVisualizationHook) in the config")
+    hook = hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if task == 'det':
+            hook['test_out_dir'] = args.show_dir
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def add_output(cfg: Config, out: str, task: str) -> None:
+    if task == 'det':
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must be a .pkl/.pickle file for mmdet configs, '
+                             f'got {out!r}')
+        dump = dict(type='DumpDetResults', out_file_path=out)
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = (list(evaluator) if isinstance(evaluator, (list, tuple))
+                              else [evaluator]) + [dump]
+    else:
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+
+
+def setup_cfg(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    task = task_of(cfg)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = default_work_dir(args.config)
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    cfg.load_from = args.checkpoint
+    # Small checkpoints and prompt packs lack the frozen backbone: the
+    # PromptCheckpointHook loads it from its pretrained source (init_cfg) first
+    # (Runner.test() never calls init_weights) and checks that it is the one
+    # the prompts were trained with; packs are read via a CheckpointLoader
+    # scheme for *.safetensors. Configs without the hook get one.
+    from protune_mm.engine.prompt_pack import ensure_pack_hook
+    ensure_pack_hook(cfg)
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args, task)
+    if args.out is not None:
+        add_output(cfg, args.out, task)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = setup_cfg(args)
+        check_data(cfg, splits=('test', ))
+        setup_cpu_distributed(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f'error: {e}')
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

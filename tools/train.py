@@ -1,0 +1,127 @@
+"""Train a prompt-tuned detector (mmdet config) or segmentor (mmseg config).
+
+Same command line as mmdet's / mmseg's ``tools/train.py``::
+
+    python tools/train.py configs/det/mask_rcnn_protune_r50.py
+    python tools/train.py CONFIG --work-dir DIR --resume            # latest in DIR
+    python tools/train.py CONFIG --resume work_dirs/x/iter_8000.pth  # that one
+    bash tools/dist_train.sh CONFIG 8                                # 8 GPUs
+
+Differences: missing dataset paths are reported before anything is built;
+``--launcher pytorch`` also works without CUDA (use ``--cfg-options
+env_cfg.dist_cfg.backend=gloo``); ``--amp`` refuses CPU-only machines.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import (check_data, default_work_dir, enable_amp,  # noqa: E402
+                     setup_cpu_distributed, task_of)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Train a prompt-tuned detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from this checkpoint, or without a value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training (needs a GPU)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the actual / the config\'s base batch size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'train_dataloader.batch_size=4 or key="[a,b]" for lists')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank, older versions --local_rank.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def setup_cfg(args) -> Config:
+    """The config the runner is built from, after the command-line overrides."""
+    return apply_args(Config.fromfile(args.config), args)
+
+
+def apply_args(cfg: Config, args) -> Config:
+    """Apply the command line to a loaded config."""
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    task_of(cfg)  # a clear error for configs that are neither mmdet nor mmseg
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = default_work_dir(args.config)
+
+    if args.amp:
+        enable_amp(cfg)
+
+    if args.auto_scale_lr:
+        scale = cfg.get('auto_scale_lr')
+        if not scale or 'base_batch_size' not in scale:
+            raise ValueError('--auto-scale-lr needs auto_scale_lr=dict(enable=..., '
+                             'base_batch_size=N) in the config')
+        cfg.auto_scale_lr.enable = True
+
+    # --resume: the latest checkpoint of the work dir ('auto') or the given one.
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        cfg = setup_cfg(args)
+        check_data(cfg, splits=('train', 'val'))
+        setup_cpu_distributed(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        # Set-up problems (missing data, bad flags): one line, not a traceback.
+        sys.exit(f'error: {e}')
+    build_runner(cfg).train()
+
+
+if __name__ == '__main__':
+    main()
