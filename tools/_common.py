@@ -1,4 +1,5 @@
 """Helpers shared by tools/train.py and tools/test.py (det and seg configs alike)."""
+import logging
 import os
 import os.path as osp
 from typing import List
@@ -130,7 +131,7 @@ def enable_amp(cfg: Config) -> None:
     optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if optim_wrapper == 'AmpOptimWrapper':
         print_log('AMP training is already enabled in your config.', logger='current',
-                  level=30)
+                  level=logging.WARNING)
         return
     if optim_wrapper != 'OptimWrapper':
         raise ValueError('--amp needs optim_wrapper.type=OptimWrapper (it becomes '

@@ -10,8 +10,10 @@ what made a prompt-tuned backbone use more memory than full fine-tuning.
 ResNet-family backbone are computed, not what they compute:
 
 - conv followed by eval-mode BN runs as ONE conv whose weight and bias are the BN
-  folded into the conv, computed from the frozen tensors on every call (cheap, and
-  nothing to invalidate when weights are loaded or moved). Its backward is the
+  folded into the conv. With gradients on they are computed from the frozen
+  tensors on every call (one pass over the weights, nothing resident, nothing to
+  invalidate); under ``no_grad`` (inference) they are cached and refolded when a
+  source tensor changes (see :func:`_folded_for_inference`). The backward is the
   input gradient only (``conv_transpose`` with the folded weight, recomputed), so
   it saves no activation at all;
 - the BN right after such a conv becomes the identity (its work is in the conv);
