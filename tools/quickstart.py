@@ -53,14 +53,14 @@ def run(cmd):
 
 
 def latest_metrics(work_dir: str) -> dict:
-    """The last validation metrics from mmengine's scalars.json."""
+    """The last validation metrics (rows without a loss) of mmengine's scalars.json."""
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     metrics = {}
     for line in open(files[-1]) if files else []:
         row = json.loads(line)
-        if not any(k.startswith('train') or k in ('lr', 'loss') for k in row) and \
-                'data_time' not in row:
-            metrics = row
+        if 'loss' not in row:
+            metrics = {k: v for k, v in row.items()
+                       if k not in ('data_time', 'time', 'step', 'iter', 'epoch')}
     return metrics
 
 
