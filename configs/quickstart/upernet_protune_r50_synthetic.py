@@ -32,7 +32,7 @@ val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-max_iters = 60
+max_iters = 40
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
                         end=10)]
