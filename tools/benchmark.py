@@ -213,16 +213,13 @@ def _peak_rss_bytes() -> int:
 # ----------------------------------------------------------------------------------
 # One variant (worker process)
 
-def _state_bytes(state: dict, keep=lambda k: True) -> int:
-    return sum(v.numel() * v.element_size() for k, v in state.items() if keep(k))
-
-
 def run_variant(args, variant: dict) -> dict:
     import torch
     from mmengine.optim import OptimWrapper
     from mmengine.registry import MODELS, init_default_scope
 
     import protune_mm
+    from protune_mm.engine.prompt_pack import pack_nbytes
     from protune_mm.models.wrapper import find_wrappers
 
     if args.threads:
@@ -257,21 +254,18 @@ def run_variant(args, variant: dict) -> dict:
     trainable = sum(p.numel() for _, p in params if p.requires_grad)
     wrappers = find_wrappers(model)
     if wrappers:
-        name, wrapper = wrappers[0]
+        _, wrapper = wrappers[0]
         backbone_params = sum(p.numel() for p in wrapper.backbone.parameters())
         prompt_params = sum(p.numel() for p in wrapper.prompts.parameters())
-        frozen_prefix, prompt_prefix = f'{name}.backbone.', f'{name}.prompts.'
+        sizes = pack_nbytes(model)
     else:
         backbone_params = sum(p.numel() for p in model.backbone.parameters())
         prompt_params = 0
-        frozen_prefix, prompt_prefix = None, None
-    state = model.state_dict()
-    checkpoint_bytes = _state_bytes(state)
-    task_bytes = _state_bytes(
-        state, lambda k: frozen_prefix is None or not k.startswith(frozen_prefix))
-    prompt_bytes = 0 if prompt_prefix is None else _state_bytes(
-        state, lambda k: k.startswith(prompt_prefix))
-    del state
+        # Full fine-tuning: there is no frozen part, a "pack" is the checkpoint.
+        full = sum(v.numel() * v.element_size() for v in model.state_dict().values())
+        sizes = dict(full=full, task=full, prompts=0)
+    checkpoint_bytes, task_bytes, prompt_bytes = (sizes['full'], sizes['task'],
+                                                  sizes['prompts'])
 
     result = dict(
         variant=variant['label'], method=variant['method'],

@@ -1,17 +1,13 @@
 """Runner hooks: the parameter report, and checkpoints without the frozen backbone
 (small checkpoints and prompt packs)."""
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from ..models.wrapper import find_wrappers
+from ..models.wrapper import find_wrappers, frozen_prefix
 from ..registry import HOOKS
 from .param_report import format_report, parameter_report
 from .prompt_pack import (FROZEN_SHA_META_KEY, PACK_META_KEY, PromptPack,
-                          check_prompt_pack, frozen_identity, frozen_prefix)
-
-
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
+                          check_prompt_pack, frozen_identity, strip_ddp_prefix,
+                          unwrap_model)
 
 
 @HOOKS.register_module()
@@ -21,7 +17,7 @@ class ParamReportHook(Hook):
     priority = 'VERY_LOW'
 
     def before_train(self, runner):
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         runner.logger.info('Parameters per part:\n' +
                            format_report(parameter_report(model)))
 
@@ -64,7 +60,7 @@ class PromptCheckpointHook(Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.save_frozen:
             return
-        wrappers = find_wrappers(_unwrap(runner.model))
+        wrappers = find_wrappers(unwrap_model(runner.model))
         if not wrappers:
             return
         state = checkpoint['state_dict']
@@ -79,14 +75,14 @@ class PromptCheckpointHook(Hook):
         meta[FROZEN_SHA_META_KEY] = identities
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = _unwrap(runner.model)
+        model = unwrap_model(runner.model)
         wrappers = find_wrappers(model)
         if not wrappers:
             return
         meta = checkpoint.get('meta') or {}
         pack_meta = meta.get(PACK_META_KEY)
         state = checkpoint.get('state_dict', checkpoint)
-        keys = [k[len('module.'):] if k.startswith('module.') else k for k in state]
+        keys = [strip_ddp_prefix(k) for k in state]
         lacks_frozen = pack_meta is not None or any(
             not any(k.startswith(frozen_prefix(name)) for k in keys)
             for name, _ in wrappers)

@@ -4,18 +4,17 @@ from typing import Dict
 
 import torch.nn as nn
 
-from ..models.wrapper import find_wrappers
+from ..models.wrapper import find_wrappers, frozen_prefix, wrapper_key_prefix
 
 PARTS = ('frozen backbone', 'prompts', 'backbone (trainable)', 'neck', 'heads')
 
 
 def part_of(name: str, wrappers: Dict[str, nn.Module]) -> str:
     """Which part the parameter/buffer ``name`` of the model belongs to."""
-    for prefix in wrappers:
-        prefix = prefix + '.' if prefix else ''  # '' when the model is the wrapper
-        if name.startswith(prefix + 'backbone.'):
+    for wrapper in wrappers:
+        if name.startswith(frozen_prefix(wrapper)):
             return 'frozen backbone'
-        if name.startswith(prefix):
+        if name.startswith(wrapper_key_prefix(wrapper)):
             return 'prompts'
     top = name.split('.', 1)[0]
     if top == 'backbone':

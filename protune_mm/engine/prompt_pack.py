@@ -35,7 +35,8 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..models.wrapper import FrozenBackboneWrapper, find_wrappers
+from ..models.wrapper import (FrozenBackboneWrapper, find_wrappers, frozen_prefix,
+                              wrapper_key_prefix)
 from ..version import __version__
 
 PACK_FORMAT = 'protune_mm.prompt_pack'
@@ -71,13 +72,9 @@ def the_wrapper(model: nn.Module) -> Tuple[str, FrozenBackboneWrapper]:
     return wrappers[0]
 
 
-def _dot(prefix: str) -> str:
-    return prefix + '.' if prefix else ''
-
-
-def frozen_prefix(prefix: str) -> str:
-    """State-dict prefix of the frozen tensors of the wrapper at ``prefix``."""
-    return _dot(prefix) + 'backbone.'
+def strip_ddp_prefix(key: str) -> str:
+    """A state-dict key without DDP's 'module.' (mmengine strips it on load)."""
+    return key[len('module.'):] if key.startswith('module.') else key
 
 
 def select_keys(keys, prefix: str, kind: str) -> List[str]:
@@ -91,7 +88,7 @@ def select_keys(keys, prefix: str, kind: str) -> List[str]:
     frozen = frozen_prefix(prefix)
     if kind == 'task':
         return [k for k in keys if not k.startswith(frozen)]
-    own = _dot(prefix)
+    own = wrapper_key_prefix(prefix)
     return [k for k in keys if k.startswith(own) and not k.startswith(frozen)]
 
 
@@ -215,10 +212,8 @@ def make_prompt_pack(model: nn.Module, kind: str = 'task',
         state_dict = model.state_dict()
         sha = frozen_identity(wrapper)
     else:
-        # mmengine strips this DDP prefix when loading; do the same.
         state_dict = OrderedDict(
-            (k[len('module.'):] if k.startswith('module.') else k, v)
-            for k, v in state_dict.items())
+            (strip_ddp_prefix(k), v) for k, v in state_dict.items())
         sha = _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta)
     # Copies: a pack must not change when the model trains or loads on.
     tensors = OrderedDict((k, state_dict[k].detach().clone())
@@ -414,7 +409,7 @@ def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
     # Prompt packs may move between models that hold the wrapper elsewhere.
     state = unwrap_model(model).state_dict()
     kind = meta['kind']
-    src, dst = _dot(meta['prefix']), _dot(prefix)
+    src, dst = wrapper_key_prefix(meta['prefix']), wrapper_key_prefix(prefix)
     remapped = OrderedDict()
     for k, v in pack.tensors.items():
         if kind == 'prompts' and k.startswith(src):
@@ -457,7 +452,7 @@ def check_prompt_pack(model: nn.Module, pack: PromptPack,
     if not matched:
         msg = (f'{pack.path or "the prompt pack"} was trained on other frozen '
                f'backbone weights: recorded identity sha256 {recorded[:16]}..., the '
-               f"model's frozen backbone ({_dot(prefix)}backbone) has {sha[:16]}... "
+               f"model's frozen backbone ({wrapper_key_prefix(prefix)}backbone) has {sha[:16]}... "
                '(another pretrained checkpoint, or init_weights has not run)')
         if not allow_frozen_mismatch:
             raise ValueError(msg + '; pass allow_frozen_mismatch=True to load anyway')

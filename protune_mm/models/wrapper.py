@@ -128,6 +128,17 @@ class Frozen(FrozenBackboneWrapper):
     method = 'frozen'
 
 
+def wrapper_key_prefix(name: str) -> str:
+    """State-dict prefix of everything in the wrapper named ``name`` in its model
+    ('' when the model is the wrapper)."""
+    return name + '.' if name else ''
+
+
+def frozen_prefix(name: str) -> str:
+    """State-dict prefix of the frozen tensors of the wrapper named ``name``."""
+    return wrapper_key_prefix(name) + 'backbone.'
+
+
 def find_wrappers(model: nn.Module) -> List[tuple]:
     """(name, module) of every backbone wrapper inside ``model``."""
     return [(n, m) for n, m in model.named_modules()
