@@ -200,3 +200,27 @@ def test_bad_input_refused():
     trainable = Frozen(backbone=R18).backbone.requires_grad_(True)
     with pytest.raises(ValueError, match='require grad'):
         enable_frozen_ops(trainable)
+
+
+@pytest.mark.parametrize('geometry', [
+    dict(kernel_size=1, stride=2),                          # ResNet downsample (fast path)
+    dict(kernel_size=1, stride=1),
+    dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=7, stride=2, padding=3),               # the stem
+    dict(kernel_size=3, stride=1, padding=2, dilation=2),   # ResNetV1c dilated stages
+    dict(kernel_size=3, stride=2, padding=1, groups=4),     # ResNeXt
+], ids=['1x1s2', '1x1s1', '3x3s2', '7x7s2', '3x3d2', '3x3s2g4'])
+@pytest.mark.parametrize('size', [(16, 16), (17, 15)], ids=['even', 'odd'])
+def test_conv_input_grad_equals_autograd(geometry, size):
+    # Odd sizes: a strided conv never reaches the last row/column, whose gradient
+    # must come out 0 at the input's own size.
+    from protune_mm.models.frozen_ops import conv_input_grad
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 12, bias=False, **geometry)
+    x = torch.randn(2, 8, *size, requires_grad=True)
+    out = conv(x)
+    grad = torch.randn_like(out)
+    expected, = torch.autograd.grad(out, x, grad)
+    got = conv_input_grad(grad, conv.weight.detach(), conv, x.shape)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

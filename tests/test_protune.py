@@ -433,3 +433,24 @@ def test_unsupported_backbone_lists_the_supported_ones(backbone, name):
 def test_bad_backbone_argument_is_refused():
     with pytest.raises(TypeError, match="backbone must be a config dict"):
         ProTune(backbone='ResNet')
+
+
+@pytest.mark.parametrize('kernel_size', [3, 5])
+def test_depthwise_conv_equals_the_stock_conv(kernel_size):
+    # ProTune's depthwise conv has its own weight gradient on CPU: outputs and
+    # every gradient must be those of nn.Conv2d with the same tensors.
+    from protune_mm.models.protune import DepthwiseConv2d
+    torch.manual_seed(0)
+    fast = DepthwiseConv2d(6, kernel_size)
+    stock = nn.Conv2d(6, 6, kernel_size, padding=kernel_size // 2, groups=6)
+    stock.load_state_dict(fast.state_dict())
+    assert list(fast.state_dict()) == ['weight', 'bias']
+    x = torch.randn(3, 6, 11, 9)
+    grads = []
+    for conv in (fast, stock):
+        xi = x.clone().requires_grad_(True)
+        out = conv(xi)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append((out.detach(), xi.grad, conv.weight.grad, conv.bias.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
