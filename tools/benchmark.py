@@ -9,11 +9,15 @@ no network); the batch is a fixed synthetic one.
 Measured per variant:
   trainable params, backbone params, prompt params (% of the backbone);
   checkpoint bytes (full state dict), task-pack bytes (everything but the frozen
-  backbone) and prompt bytes; training step time (median over ``--steps`` steps
-  after ``--warmup``, ``model.train_step`` through an ``OptimWrapper`` with AdamW);
-  peak memory (CPU: peak RSS above the process baseline taken before the model is
-  built; CUDA: ``torch.cuda.max_memory_allocated``); inference latency (median of
-  ``model.test_step`` in eval mode under ``no_grad``).
+  backbone) and prompt bytes; inference latency (median of ``model.test_step`` in
+  eval mode under ``no_grad``, on the initial weights, which all variants share
+  but for the prompts, so the heads do the same work; the detections per image are
+  recorded); peak memory of training (CPU: peak RSS above the process baseline
+  taken before the model is built; CUDA: ``torch.cuda.max_memory_allocated``) over
+  ``max(--warmup, 2)`` steps of ``model.train_step`` through an ``OptimWrapper``
+  with AdamW; training step time (median over ``--steps`` steps, each started from
+  the same weights, optimizer state and random seed, restored untimed, so the
+  heads' work does not drift as the model learns).
 
 Examples::
 
@@ -282,42 +286,65 @@ def run_variant(args, variant: dict) -> dict:
         if cuda:
             torch.cuda.synchronize(device)
 
-    # -- training steps -------------------------------------------------------------
-    optim = OptimWrapper(torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=1e-4,
-        weight_decay=0.05))
-    model.train()
-    step_times, losses = [], []
-    for i in range(args.warmup + args.steps):
-        batch = copy.deepcopy(data)  # heads may edit the samples in place
-        sync()
-        t0 = time.perf_counter()
-        log_vars = model.train_step(batch, optim)
-        sync()
-        if i >= args.warmup:
-            step_times.append(time.perf_counter() - t0)
-        losses.append(float(log_vars['loss']))
-    if cuda:
-        peak = torch.cuda.max_memory_allocated(device) - base_mem
-    else:
-        peak = _peak_rss_bytes() - base_mem
-
-    # -- inference --------------------------------------------------------------------
+    # -- inference ---------------------------------------------------------------------
+    # On the initial weights, which every variant shares except for its prompts
+    # (ProTune starts as the identity), so the heads get the same features and do
+    # the same work: the latency difference is the method's own cost. After
+    # training, each variant's heads would keep a different number of detections.
     model.eval()
-    latencies = []
+    latencies, detections = [], []
     with torch.no_grad():
         for i in range(args.warmup + args.infer_steps):
             batch = copy.deepcopy(data)
             sync()
             t0 = time.perf_counter()
-            model.test_step(batch)
+            outputs = model.test_step(batch)
             sync()
             if i >= args.warmup:
                 latencies.append(time.perf_counter() - t0)
+        detections = [len(o.pred_instances) for o in outputs
+                      if 'pred_instances' in o]
+    if not cuda and peak_reset:
+        _reset_peak_rss()  # the peak below is the training peak
+
+    # -- training steps -------------------------------------------------------------
+    optim = OptimWrapper(torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-4,
+        weight_decay=0.05))
+    model.train()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    losses = []
+    for i in range(max(args.warmup, 2)):  # 2+: the second step holds AdamW state
+        losses.append(float(model.train_step(copy.deepcopy(data), optim)['loss']))
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) - base_mem
+    else:
+        peak = _peak_rss_bytes() - base_mem
+    # Every timed step starts from the same weights, optimizer state and random
+    # state: as a model trains, its RPN keeps more positive proposals and the mask
+    # head's work grows, which would otherwise drift into the step times (and
+    # differently per variant). Restored outside the timed region.
+    model_state = copy.deepcopy(model.state_dict())
+    optim_state = copy.deepcopy(optim.state_dict())
+    step_times = []
+    for i in range(args.steps):
+        model.load_state_dict(model_state)
+        optim.load_state_dict(optim_state)
+        batch = copy.deepcopy(data)  # heads may edit the samples in place
+        torch.manual_seed(2)
+        sync()
+        t0 = time.perf_counter()
+        log_vars = model.train_step(batch, optim)
+        sync()
+        step_times.append(time.perf_counter() - t0)
+        losses.append(float(log_vars['loss']))
+    del model_state, optim_state
 
     result.update(step_time_s=statistics.median(step_times), step_times_s=step_times,
                   peak_mem_bytes=peak, infer_latency_s=statistics.median(latencies),
-                  infer_latencies_s=latencies, first_loss=losses[0],
+                  infer_latencies_s=latencies, detections=detections,
+                  first_loss=losses[0],
                   last_loss=losses[-1], device=str(device),
                   threads=torch.get_num_threads())
     return result
