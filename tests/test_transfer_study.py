@@ -24,7 +24,7 @@ METHODS = ['frozen', 'protune', 'vpt', 'full']
 BACKBONES = ['resnet', 'vit']
 TINY = ['--iters-pretrain', '6', '--iters', '3', '--batch', '2', '--size', '32',
         '--seeds', '0', '--num-train', '6', '--num-val', '3', '--threads', '1',
-        '--log-interval', '2']
+        '--log-interval', '2', '--method-lr', 'full=0.001']
 
 
 @pytest.fixture(scope='module')
@@ -44,6 +44,9 @@ def test_json_has_every_method_with_metrics_and_counts(study):
     assert data['settings']['iters'] == 3 and data['settings']['seeds'] == [0]
     assert data['command'].startswith('python tools/transfer_study.py')
     assert '--iters 3' in data['command'] and '--size 32' in data['command']
+    assert '--method-lr full=0.001' in data['command']
+    assert data['settings']['method_lr'] == dict(frozen=0.01, protune=0.01, vpt=0.01,
+                                                 full=0.001)
     assert list(data['results']) == BACKBONES
     for backbone in BACKBONES:
         res = data['results'][backbone]
@@ -55,6 +58,7 @@ def test_json_has_every_method_with_metrics_and_counts(study):
             miou = entry['mIoU']['per_seed']['0']
             assert 0 <= miou <= 100 and entry['mIoU']['mean'] == pytest.approx(miou)
             assert 0 <= entry['aAcc']['mean'] <= 100
+            assert entry['lr'] == (0.001 if method == 'full' else 0.01)
             t = entry['trainable']
             assert t['trainable'] == t['backbone_side_trainable'] + t['head_trainable']
             assert t['head_trainable'] > 0
@@ -131,6 +135,12 @@ def test_bad_arguments_name_the_option():
         study_tool.parse_args(['--size', '48'])
     with pytest.raises(ValueError, match='--iters'):
         study_tool.parse_args(['--iters', '0'])
+    with pytest.raises(ValueError, match=r"--method-lr.*'protune'.*'lora=1e-3'"):
+        study_tool.parse_args(['--method-lr', 'lora=1e-3'])
+    with pytest.raises(ValueError, match=r"--method-lr full.*'fast'"):
+        study_tool.parse_args(['--method-lr', 'full=fast'])
+    with pytest.raises(ValueError, match=r"--method-lr full must be a positive"):
+        study_tool.parse_args(['--method-lr', 'full=-1'])
     # From the command line: a usage error, not a traceback.
     proc = subprocess.run([sys.executable, TOOL, '--methods', 'bogus'],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
