@@ -503,15 +503,18 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    try:  # bad options: a usage error naming the option, not a traceback
+        args = parse_args(argv)
+        variants = [parse_variant(s) for s in args.methods]
+        labels = [v['label'] for v in variants]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f'--methods: variant labels must be unique, got {labels}')
+    except ValueError as e:
+        sys.exit(f'benchmark.py: error: {e}')
     if args.worker:
         result = run_variant(args, parse_variant(args.worker))
         print(RESULT_TAG + json.dumps(result), flush=True)
         return
-    variants = [parse_variant(s) for s in args.methods]  # fail early on bad specs
-    labels = [v['label'] for v in variants]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f'--methods: variant labels must be unique, got {labels}')
     runs = run_all(args)
     agg = aggregate(runs)
     table = format_table(agg, labels[0])
@@ -525,8 +528,16 @@ def main(argv=None):
                     infer_steps=args.infer_steps, repeats=args.repeats,
                     threads=args.threads, reference=labels[0],
                     command=' '.join(sys.argv), load_avg=os.getloadavg())
-        with open(args.out, 'w') as f:
-            json.dump(dict(info=info, table=table, median=agg, runs=runs), f, indent=1)
+        # Atomic: a crash mid-write leaves the previous file, not half a JSON.
+        tmp = f'{args.out}.tmp{os.getpid()}'
+        try:
+            with open(tmp, 'w') as f:
+                json.dump(dict(info=info, table=table, median=agg, runs=runs), f,
+                          indent=1)
+            os.replace(tmp, args.out)
+        finally:
+            if osp.exists(tmp):
+                os.remove(tmp)
         if not args.no_timing:
             chart = args.chart or osp.splitext(args.out)[0] + '.png'
             try:
