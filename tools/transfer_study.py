@@ -159,13 +159,16 @@ def segmentor_config(backbone: dict, in_channels, num_classes: int) -> dict:
 # ----------------------------------------------------------------------------------
 # Synthetic tasks (numpy + PIL, deterministic per seed)
 
+#: objects drawn per image, in both tasks.
+MIN_OBJECTS, MAX_OBJECTS = 2, 5
 TASKS = OrderedDict([
     ('A', dict(name='solid shapes', classes=('background', 'disc', 'square'),
-               description='1-4 discs / rotated squares in saturated solid colours on '
-                           'a plain background of one random colour; class = shape')),
+               description=f'{MIN_OBJECTS}-{MAX_OBJECTS} discs / rotated squares in '
+                           'saturated solid colours on a plain background of one '
+                           'random colour; class = shape')),
     ('B', dict(name='textures', classes=('background', 'stripes', 'checks', 'dots'),
-               description='1-4 triangles / 5-point stars / ellipses on a noisy '
-                           'two-colour gradient, filled with a texture in two random '
+               description=f'{MIN_OBJECTS}-{MAX_OBJECTS} triangles / 5-point stars / '
+                           'ellipses on a noisy two-colour gradient, filled with a texture in two random '
                            'muted colours, Gaussian noise (sigma 10) on every pixel; '
                            'class = texture (stripes, checks, dots), independent of '
                            'shape and colour')),
@@ -198,7 +201,7 @@ def _draw_task_a(rng, size):
     image = np.empty((size, size, 3), np.float32)
     image[:] = background
     label = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1)):
         cls = int(rng.integers(1, 3))
         r = rng.uniform(0.1, 0.22) * size
         cx, cy = rng.uniform(0.1 * size, 0.9 * size, 2)
@@ -245,7 +248,7 @@ def _draw_task_b(rng, size):
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     image = c0 + (c1 - c0) * t[..., None]
     label = np.zeros((size, size), np.uint8)
-    for _ in range(rng.integers(2, 6)):
+    for _ in range(rng.integers(MIN_OBJECTS, MAX_OBJECTS + 1)):
         cls = int(rng.integers(1, 4))
         shape = rng.integers(0, 3)
         r = rng.uniform(0.15, 0.3) * size
