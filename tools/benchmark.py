@@ -292,7 +292,7 @@ def run_variant(args, variant: dict) -> dict:
     # the same work: the latency difference is the method's own cost. After
     # training, each variant's heads would keep a different number of detections.
     model.eval()
-    latencies, detections = [], []
+    latencies = []
     with torch.no_grad():
         for i in range(args.warmup + args.infer_steps):
             batch = copy.deepcopy(data)
