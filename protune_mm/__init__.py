@@ -4,12 +4,17 @@ Importing the package registers its modules in the ``protune_mm`` scope; configs
 do it with ``custom_imports = dict(imports=['protune_mm'])``.
 """
 from .version import __version__
-from . import safe_load  # noqa: F401  (lets torch>=2.6 load mmengine checkpoints)
+from .adapters import BackboneAdapter, Stage, adapter_for, register_adapter
+from .backbones import TimmViT
+from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
-from .models import *  # noqa: F401,F403
+from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
+                      find_wrappers)
 from .registry import HOOKS, MODELS
 
-__all__ = ['__version__', 'MODELS', 'HOOKS', 'Frozen', 'ProTune', 'VPT', 'TimmViT',
-           'ParamReportHook', 'PromptCheckpointHook', 'parameter_report',
-           'load_prompt_pack', 'read_prompt_pack', 'export_prompt_pack',
-           'is_prompt_pack', 'PromptPack']
+__all__ = ['__version__', 'MODELS', 'HOOKS', 'PromptMethod', 'FrozenBackboneWrapper',
+           'Frozen', 'ProTune', 'VPT', 'TimmViT', 'BackboneAdapter', 'Stage',
+           'adapter_for', 'register_adapter', 'find_wrappers', 'ParamReportHook',
+           'PromptCheckpointHook', 'parameter_report', 'load_prompt_pack',
+           'read_prompt_pack', 'export_prompt_pack', 'is_prompt_pack', 'PromptPack',
+           'pack_nbytes', 'check_readable']

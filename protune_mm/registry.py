@@ -9,6 +9,6 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='protune_mm',
-                  locations=['protune_mm.models'])
+                  locations=['protune_mm.methods', 'protune_mm.backbones'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='protune_mm',
                  locations=['protune_mm.engine'])

@@ -1,4 +1,4 @@
-"""VPT-deep prompts for the frozen mmdet / mmseg ``SwinTransformer``.
+"""VPT window prompts: VPT-deep for window attention (mmdet / mmseg Swin).
 
 Follows the official VPT code (KMnP/vpt, ``src/models/vit_prompt/swin_transformer.py``,
 ``PromptedSwinTransformerBlock`` / ``PromptedWindowAttention``): every block ``j`` of
@@ -8,8 +8,8 @@ every (shifted) local window; the relative-position bias and the shifted-window
 mask get zero rows/columns for them, i.e. every window token may attend to every
 prompt, without position bias.
 
-How it hooks in: the ``forward`` of each block's frozen ``attn.w_msa``
-(``WindowMSA``) is replaced, on that instance only, by a :class:`PromptedWindowMSA`
+How it hooks in: the ``forward`` of each window attention the adapter names
+(Swin: each block's frozen ``attn.w_msa``, a ``WindowMSA``) is replaced, on that instance only, by a :class:`PromptedWindowMSA`
 object. Why this rather than the alternatives:
 
 - no module is added, renamed or re-parented inside the backbone, so its
@@ -23,50 +23,42 @@ object. Why this rather than the alternatives:
   ``__class__`` instead would need one subclass per library made at run time,
   which pickle cannot find.
 """
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .stages import describe_stages
-from .vpt import _ParamHolder, vpt_init_bound
+from .base import Handle
+from .vpt import PromptHolder, vpt_init_bound
 
 
-def add_swin_prompts(wrapper: nn.Module, num_tokens: int, deep: bool) -> None:
-    """Add VPT-deep prompts to ``wrapper.backbone`` (mmdet/mmseg SwinTransformer).
+def inject_window_prompts(method) -> list:
+    """Prompts ``method.prompts[site.name].prompt`` of shape ``(1, num_tokens, C)``
+    for every window site (Swin: ``stage{i}_block{j}``), initialised
+    uniform(-v, v) with ``v = vpt_init_bound(patch_size, C)`` (``C`` the width of
+    the stage; the official code uses the stage-0 width for every stage, a
+    slightly wider init for the later, wider stages).
 
-    Prompts are ``wrapper.prompts['stage{i}_block{j}'].prompt`` of shape
-    ``(1, num_tokens, C_i)``, initialised uniform(-v, v) with
-    ``v = vpt_init_bound(patch_size, C_i)`` (patch size of the patch embedding,
-    ``C_i`` the width of stage ``i``; the official code uses the stage-0 width for
-    every stage, a slightly wider init for the later, wider stages).
-    ``wrapper.prompt_dropout`` is applied to them at every forward.
-
-    VPT-shallow (``deep=False``) is refused with a ValueError: in the official
-    code shallow Swin prompts are carried through every block *and* every patch
-    merging (as 4 concatenated copies through the merging's norm and reduction),
-    which would need the whole backbone forward rewritten, not just the window
-    attention.
+    VPT-shallow is refused by the method: in the official code shallow Swin
+    prompts are carried through every block *and* every patch merging, which
+    would need the whole backbone forward rewritten.
     """
-    if not deep:
-        raise ValueError(
-            'VPT.deep must be True for SwinTransformer backbones (VPT-deep: own '
-            'prompts in every block); VPT-shallow (deep=False) is not supported for '
-            'Swin, got deep=False')
-    swin = wrapper.backbone
-    patch_size = swin.patch_embed.projection.kernel_size
-    for i, (stage, desc) in enumerate(zip(swin.stages, describe_stages(swin, 'VPT'))):
-        width = desc.in_channels
-        bound = vpt_init_bound(patch_size, width)
-        for j, block in enumerate(stage.blocks):
-            prompt = nn.Parameter(torch.empty(1, num_tokens, width))
-            nn.init.uniform_(prompt, -bound, bound)
-            holder = _ParamHolder(prompt)
-            wrapper.prompts[f'stage{i}_block{j}'] = holder
-            w_msa = block.attn.w_msa
-            # An instance attribute shadows the class's forward; Module.__call__
-            # (and its hooks) call it as usual.
-            w_msa.forward = PromptedWindowMSA(w_msa, block.norm1, holder,
-                                              wrapper.prompt_dropout)
+    handles = []
+    for site in method.adapter.window_sites():
+        prompt = nn.Parameter(torch.empty(1, method.num_tokens, site.width))
+        bound = vpt_init_bound(site.patch_size, site.width)
+        nn.init.uniform_(prompt, -bound, bound)
+        method.prompts[site.name] = PromptHolder(prompt)
+        # An instance attribute shadows the class's forward; Module.__call__
+        # (and its hooks) call it as usual.
+        site.attn.forward = PromptedWindowMSA(site.attn, site.norm, method, site.name)
+        handles.append(Handle(functools.partial(_unbind_forward, site.attn)))
+    return handles
+
+
+def _unbind_forward(module: nn.Module) -> None:
+    module.__dict__.pop('forward', None)
 
 
 class PromptedWindowMSA:
@@ -85,22 +77,23 @@ class PromptedWindowMSA:
     Args:
         attn: the frozen ``WindowMSA`` (its qkv, relative position bias, proj...).
         norm: the block's ``norm1`` (prompts are normalised like the tokens).
-        holder: the block's prompt holder (``holder.prompt``: (1, P, C)).
-        dropout: the wrapper's prompt dropout.
+        method: the VPT method (its prompts, dropout, enabled switch).
+        key: the block's key in ``method.prompts``.
     """
 
-    def __init__(self, attn: nn.Module, norm: nn.Module, holder: _ParamHolder,
-                 dropout: nn.Module):
-        self.attn, self.norm, self.holder, self.dropout = attn, norm, holder, dropout
+    def __init__(self, attn: nn.Module, norm: nn.Module, method, key: str):
+        self.attn, self.norm, self.method, self.key = attn, norm, method, key
 
     def __call__(self, x: torch.Tensor, mask=None) -> torch.Tensor:
         m = self.attn
+        if not self.method.prompts_enabled:
+            return type(m).forward(m, x, mask=mask)
         bw, n, c = x.shape  # (num_windows * B, Wh * Ww, C)
         heads = m.num_heads
         qkv = m.qkv(x).reshape(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (bw, heads, n, head_dim)
 
-        prompt = self.norm(self.dropout(self.holder.prompt)).to(x.dtype)
+        prompt = self.norm(self.method.dropped(self.method.prompts[self.key], x))
         p = prompt.shape[1]
         pkv = m.qkv(prompt).reshape(p, 3, heads, c // heads).permute(1, 2, 0, 3)
         # The same prompts for every window of every image.

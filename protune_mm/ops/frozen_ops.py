@@ -33,8 +33,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .stages import backbone_family
-
 #: attribute marking a module whose forward was rebound here.
 _MARK = '_protune_frozen_op'
 #: attribute holding a conv's cached folded weights (not a buffer: no state-dict key).
@@ -43,14 +41,8 @@ _CACHE = '_protune_folded_cache'
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
-    inv_std = torch.rsqrt(bn.running_var + bn.eps)
-    scale = inv_std if bn.weight is None else bn.weight * inv_std
-    shift = -bn.running_mean * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
-    if conv.bias is not None:
-        shift = shift + conv.bias * scale
-    return conv.weight * scale.reshape(-1, 1, 1, 1), shift
+    return _fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                 bn.running_var, bn.eps)
 
 
 def _conv(x, weight, bias, conv):
@@ -58,9 +50,10 @@ def _conv(x, weight, bias, conv):
                     conv.groups)
 
 
-def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d,
-                    input_shape: torch.Size) -> torch.Tensor:
-    """Gradient of ``conv2d(x, weight)`` (with ``conv``'s geometry) w.r.t. ``x``.
+def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride, padding,
+                    dilation, groups: int, input_shape: torch.Size) -> torch.Tensor:
+    """Gradient of ``conv2d(x, weight, None, stride, padding, dilation, groups)``
+    w.r.t. ``x``.
 
     A transposed conv, except for a strided 1x1 conv (ResNet's downsample): there
     it is a 1x1 conv of the gradient written back to the strided positions, about
@@ -68,9 +61,8 @@ def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d,
     a tensor of the input's size (as ``torch.nn.grad.conv2d_input`` does for
     every conv).
     """
-    stride, padding, dilation = conv.stride, conv.padding, conv.dilation
-    if (weight.shape[2:] == (1, 1) and padding == (0, 0) and conv.groups == 1
-            and stride != (1, 1)):
+    if (weight.shape[2:] == (1, 1) and tuple(padding) == (0, 0) and groups == 1
+            and tuple(stride) != (1, 1)):
         grad_x = grad.new_zeros(input_shape)
         grad_x[:, :, ::stride[0], ::stride[1]] = F.conv2d(grad, weight.transpose(0, 1))
         return grad_x
@@ -80,29 +72,47 @@ def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d,
                               + dilation[i] * (weight.shape[i + 2] - 1) + 1)
         for i in range(2))
     return F.conv_transpose2d(grad, weight, None, stride, padding, output_padding,
-                              conv.groups, dilation)
+                              groups, dilation)
+
+
+def _fold(weight, bias, bn_weight, bn_bias, mean, var, eps):
+    """:func:`fold_conv_bn` on tensors."""
+    scale = torch.rsqrt(var + eps)
+    if bn_weight is not None:
+        scale = bn_weight * scale
+    shift = -mean * scale
+    if bn_bias is not None:
+        shift = shift + bn_bias
+    if bias is not None:
+        shift = shift + bias * scale
+    return weight * scale.reshape(-1, 1, 1, 1), shift
 
 
 class _FrozenConvBN(torch.autograd.Function):
     """Folded conv+BN whose backward computes the input gradient only and saves
-    nothing: the folded weight is recomputed from the frozen tensors."""
+    no activation: the folded weight is recomputed from the frozen tensors.
+
+    Takes tensors and the conv geometry, not modules, so that torch.compile
+    traces it as one graph (forward and backward)."""
 
     @staticmethod
-    def forward(ctx, x, conv, bn):
-        ctx.conv, ctx.bn = conv, bn
+    def forward(ctx, x, weight, bias, bn_weight, bn_bias, mean, var, eps, stride,
+                padding, dilation, groups):
+        ctx.geometry = (stride, padding, dilation, groups, eps)
         ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
-        with torch.no_grad():
-            weight, bias = fold_conv_bn(conv, bn)
-            return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
+        ctx.save_for_backward(weight, bn_weight, mean, var)
+        w, b = _fold(weight, bias, bn_weight, bn_bias, mean, var, eps)
+        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), stride, padding, dilation,
+                        groups)
 
     @staticmethod
     def backward(ctx, grad):
-        conv = ctx.conv
-        with torch.no_grad():
-            weight, _ = fold_conv_bn(conv, ctx.bn)
-            grad_x = conv_input_grad(grad, weight.to(grad.dtype), conv,
-                                     ctx.input_shape)
-        return grad_x.to(ctx.input_dtype), None, None
+        weight, bn_weight, mean, var = ctx.saved_tensors
+        stride, padding, dilation, groups, eps = ctx.geometry
+        w, _ = _fold(weight, None, bn_weight, None, mean, var, eps)
+        grad_x = conv_input_grad(grad, w.to(grad.dtype), stride, padding, dilation,
+                                 groups, ctx.input_shape)
+        return (grad_x.to(ctx.input_dtype), ) + (None, ) * 11
 
 
 class _MaskReLU(torch.autograd.Function):
@@ -150,10 +160,13 @@ def _conv_bn_forward(conv: nn.Conv2d, owner: nn.Module, conv_name: str,
     if bn.training or not _is_frozen(conv, bn):
         # Folding needs running statistics and frozen tensors: stock computation.
         return type(bn).forward(bn, type(conv).forward(conv, x))
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
         conv.__dict__.pop(_CACHE, None)  # training: no resident copy of weights
     if _needs_input_grad(x):
-        return _FrozenConvBN.apply(x, conv, bn)
+        return _FrozenConvBN.apply(x, conv.weight, conv.bias, bn.weight, bn.bias,
+                                   bn.running_mean, bn.running_var, bn.eps,
+                                   conv.stride, conv.padding, conv.dilation,
+                                   conv.groups)
     weight, bias = _folded_for_inference(conv, bn)
     return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
 
@@ -164,7 +177,9 @@ def _folded_for_inference(conv, bn):
     by the storage and version counter of each source tensor, so loading weights
     (an in-place copy) or moving the model invalidates it; it is dropped at the
     first call with gradients on, so it never adds to training memory."""
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        # A compiled graph folds once per call and needs no cache (whose key,
+        # data pointers, cannot be traced).
         with torch.no_grad():
             return fold_conv_bn(conv, bn)
     sources = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
@@ -231,21 +246,9 @@ def conv_bn_pairs(backbone: nn.Module) -> List[Tuple[nn.Module, str, str]]:
 
 def enable_frozen_ops(backbone: nn.Module) -> int:
     """Switch a frozen ResNet-family backbone to the lean frozen ops (see module
-    docstring). Returns the number of folded conv+BN pairs.
-
-    Raises:
-        TypeError: the backbone is not of the ResNet family.
-        ValueError: some backbone parameter requires grad (it would not get one).
-    """
-    family = backbone_family(backbone)
-    if family != 'ResNet':
-        raise TypeError(
-            'memory_efficient=True supports the mmdet/mmseg ResNet family (ResNet, '
-            f'ResNetV1c/V1d, ResNeXt); got {type(backbone).__name__} ({family})')
-    trainable = [n for n, p in backbone.named_parameters() if p.requires_grad]
-    if trainable:
-        raise ValueError('memory_efficient=True needs a frozen backbone; these '
-                         f'parameters require grad: {trainable[:5]}')
+    docstring); the backbone's adapter says whether they apply. Returns the
+    number of folded conv+BN pairs. A pair whose tensors require grad when it
+    runs computes the stock way."""
     pairs = conv_bn_pairs(backbone)
     for owner, conv_name, bn_name in pairs:
         conv, bn = owner._modules[conv_name], owner._modules[bn_name]

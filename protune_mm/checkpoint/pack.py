@@ -11,14 +11,13 @@ Loading checks the whole pack against the model before any tensor is copied, so
 a refused pack leaves the model exactly as it was. The frozen backbone itself
 always comes from its pretrained source (its ``init_cfg``).
 
-Runner integration: importing this module registers a ``CheckpointLoader``
-scheme for local ``*.safetensors`` paths, so ``load_from=PACK`` and
-``runner.load_checkpoint(PACK)`` read packs; :class:`PromptCheckpointHook`
-(``after_load_checkpoint``) then validates the pack against the model and
-initialises the frozen backbone from its pretrained source when the runner has
-not done it yet (``Runner.test()`` never calls ``init_weights``).
+Every loader reads packs: importing this module registers a ``CheckpointLoader``
+scheme for local ``*.safetensors`` paths (``load_from=PACK``,
+``runner.load_checkpoint(PACK)``, mmdet's ``DetInferencer(weights=PACK)``, mmseg's
+``MMSegInferencer``), which hands the pack's metadata to the checkpoint policy
+(``policy.py``) inside the state dict; the policy initialises the frozen backbone
+from its pretrained source and checks the identity before anything is copied.
 """
-import hashlib
 import json
 import logging
 import os
@@ -32,39 +31,28 @@ from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from ..models.wrapper import (FrozenBackboneWrapper, find_wrappers, frozen_prefix,
-                              wrapper_key_prefix)
 from ..version import __version__
+from .policy import (annotate, frozen_identity, listed, methods_of,
+                     recorded_identities, state_identity, unwrap_model)
 
 PACK_FORMAT = 'protune_mm.prompt_pack'
 PACK_FORMAT_VERSION = 1
 PACK_KINDS = ('prompts', 'task')
 #: checkpoint['meta'] key under which the checkpoint loader passes pack metadata.
 PACK_META_KEY = 'protune_mm_pack'
-#: checkpoint['meta'] key where PromptCheckpointHook records frozen identities
-#: ({wrapper prefix: sha256}) of the checkpoints it saves without them.
-FROZEN_SHA_META_KEY = 'protune_mm_frozen_sha256'
-# Backbone config fields that do not change the architecture: where the
-# pretrained weights come from (their identity is checked separately), gradient
-# checkpointing, and freezing/eval switches the wrapper overrides anyway.
-NON_ARCH_BACKBONE_FIELDS = ('init_cfg', 'pretrained', 'with_cp', 'frozen_stages',
-                            'norm_eval')
-_MAX_LISTED = 5
+#: method arguments that change training only, never the weights or what they
+#: compute at inference: a pack ignores them.
+TRAINING_ONLY_ARGS = ('dropout', )
 
 
 # -- the model side ------------------------------------------------------------------
-def unwrap_model(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
-def the_wrapper(model: nn.Module) -> Tuple[str, FrozenBackboneWrapper]:
-    """(prefix, wrapper) of the one backbone wrapper in ``model``."""
-    wrappers = find_wrappers(unwrap_model(model))
+def the_wrapper(model: nn.Module) -> Tuple[str, nn.Module]:
+    """(prefix with trailing dot, method) of the one prompt method in ``model``."""
+    wrappers = methods_of(model)
     if len(wrappers) != 1:
-        names = [n or '<model>' for n, _ in wrappers]
+        names = [n[:-1] or '<model>' for n, _ in wrappers]
         raise ValueError(
             'prompt packs need exactly one protune_mm backbone wrapper (ProTune, '
             f'VPT, Frozen) in the model, found {len(wrappers)}'
@@ -77,63 +65,24 @@ def strip_ddp_prefix(key: str) -> str:
     return key[len('module.'):] if key.startswith('module.') else key
 
 
-def select_keys(keys, prefix: str, kind: str) -> List[str]:
-    """The keys a pack of ``kind`` holds, for the wrapper at ``prefix``.
-
-    ``task``: everything but the frozen backbone. ``prompts``: what the wrapper
-    adds (its ``prompts`` module holds all of it).
-    """
+def select_keys(keys, model: nn.Module, kind: str) -> List[str]:
+    """The keys a pack of ``kind`` holds: ``task``, everything but the frozen set;
+    ``prompts``, what the method adds (its keys outside the frozen set)."""
     if kind not in PACK_KINDS:
         raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
-    frozen = frozen_prefix(prefix)
+    prefix, method = the_wrapper(model)
+    frozen = {prefix + k for k in method.frozen_keys}
+    keys = [k for k in keys if k not in frozen]
     if kind == 'task':
-        return [k for k in keys if not k.startswith(frozen)]
-    own = wrapper_key_prefix(prefix)
-    return [k for k in keys if k.startswith(own) and not k.startswith(frozen)]
+        return keys
+    return [k for k in keys if k.startswith(prefix)]
 
 
-def state_identity(state: Dict[str, torch.Tensor]) -> str:
-    """sha256 over sorted keys, dtypes, shapes and raw bytes of ``state``.
-
-    Deterministic (same tensors -> same digest on any machine with the same byte
-    order) and a single pass over the bytes without copies of contiguous CPU
-    tensors.
-    """
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key].detach()
-        digest.update(f'{key}|{t.dtype}|{tuple(t.shape)}\n'.encode())
-        if t.numel():
-            t = t.cpu().contiguous().reshape(-1).view(torch.uint8)
-            digest.update(memoryview(t.numpy()))
-    return digest.hexdigest()
-
-
-def frozen_identity(wrapper: FrozenBackboneWrapper) -> str:
-    """:func:`state_identity` of the wrapper's frozen tensors, cached.
-
-    The cache is keyed by each tensor's storage address and version counter
-    (bumped by every in-place write, e.g. ``load_state_dict``), so swapping
-    packs does not re-hash a large frozen backbone while a changed backbone is
-    always re-hashed.
-    """
-    state = wrapper.frozen_state_dict()
-    stamp = tuple((k, v.data_ptr(), v._version, v.dtype, v.device)
-                  for k, v in state.items())
-    cached = getattr(wrapper, '_protune_frozen_identity', None)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    sha = state_identity(state)
-    wrapper._protune_frozen_identity = (stamp, sha)
-    return sha
-
-
-def architecture_config(backbone_cfg: dict) -> dict:
-    """The backbone config without fields that leave the architecture alone,
-    normalised through JSON (tuples -> lists) so pack and model compare equal."""
-    cfg = {k: v for k, v in dict(backbone_cfg).items()
-           if k not in NON_ARCH_BACKBONE_FIELDS}
-    return json.loads(_to_json(cfg))
+def _method_config(method_cfg: dict) -> dict:
+    """A method config as packs compare it (JSON-normalised, training-only
+    arguments left out)."""
+    return json.loads(_to_json({k: v for k, v in method_cfg.items()
+                                if k not in TRAINING_ONLY_ARGS}))
 
 
 def _to_json(value) -> str:
@@ -146,9 +95,8 @@ def pack_nbytes(model: nn.Module) -> Dict[str, int]:
     """Bytes of tensor data of each pack kind and of the full state dict
     (sum of numel * element_size; file headers add a few KB)."""
     state = unwrap_model(model).state_dict()
-    prefix, _ = the_wrapper(model)
     sizes = {kind: sum(state[k].numel() * state[k].element_size()
-                       for k in select_keys(state, prefix, kind))
+                       for k in select_keys(state, model, kind))
              for kind in PACK_KINDS}
     sizes['full'] = sum(v.numel() * v.element_size() for v in state.values())
     return sizes
@@ -193,11 +141,11 @@ def make_prompt_pack(model: nn.Module, kind: str = 'task',
                      meta: Optional[dict] = None) -> PromptPack:
     """A pack of ``kind`` from ``state_dict`` (default: the model's own).
 
-    ``model`` gives the structure (wrapper, method, backbone config); its
+    ``model`` gives the structure (method, frozen set, backbone class); its
     weights are only used when ``state_dict`` is None. The frozen identity is
     computed from the state dict's frozen tensors (a full checkpoint), else taken
-    from ``meta[FROZEN_SHA_META_KEY]`` (a small checkpoint saved by
-    PromptCheckpointHook).
+    from what the checkpoint policy recorded in the state dict (a small
+    checkpoint).
 
     Args:
         meta (dict, optional): checkpoint ``meta``; ``dataset_meta['classes']``
@@ -206,27 +154,28 @@ def make_prompt_pack(model: nn.Module, kind: str = 'task',
     if kind not in PACK_KINDS:
         raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
     model = unwrap_model(model)
-    prefix, wrapper = the_wrapper(model)
+    prefix, method = the_wrapper(model)
     meta = dict(meta or {})
     if state_dict is None:
         state_dict = model.state_dict()
-        sha = frozen_identity(wrapper)
+        sha = frozen_identity(method)
     else:
+        sha = _checkpoint_frozen_identity(method, prefix, state_dict)
         state_dict = OrderedDict(
             (strip_ddp_prefix(k), v) for k, v in state_dict.items())
-        sha = _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta)
     # Copies: a pack must not change when the model trains or loads on.
     tensors = OrderedDict((k, state_dict[k].detach().clone())
-                          for k in select_keys(state_dict, prefix, kind))
+                          for k in select_keys(state_dict, model, kind))
     classes = (meta.get('dataset_meta') or {}).get('classes')
     if classes is None:
         classes = (getattr(model, 'dataset_meta', None) or {}).get('classes')
     metadata = dict(
         format=PACK_FORMAT, format_version=PACK_FORMAT_VERSION, kind=kind,
-        method=wrapper.method, method_config=wrapper.method_config(),
-        backbone_type=_type_name(wrapper.backbone_cfg.get('type')),
-        backbone_config=json.loads(_to_json(wrapper.backbone_cfg)),
-        frozen_sha256=sha, prefix=prefix,
+        method=method.method, method_config=method.method_config(),
+        backbone_type=_type_name(method.backbone_cfg.get('type')),
+        backbone_class=_class_name(method.backbone),
+        backbone_config=json.loads(_to_json(method.backbone_cfg)),
+        frozen_sha256=sha, prefix=prefix[:-1],
         classes=list(classes) if classes is not None else None,
         protune_mm_version=__version__)
     pack = PromptPack(tensors, json.loads(_to_json(metadata)))
@@ -240,24 +189,30 @@ def _type_name(t) -> str:
     return t if isinstance(t, str) else getattr(t, '__qualname__', repr(t))
 
 
-def _checkpoint_frozen_identity(wrapper, prefix, state_dict, meta) -> str:
-    frozen = frozen_prefix(prefix)
-    present = {k[len(frozen):]: v for k, v in state_dict.items() if k.startswith(frozen)}
+def _class_name(module: nn.Module) -> str:
+    return f'{type(module).__module__}.{type(module).__qualname__}'
+
+
+def _checkpoint_frozen_identity(method, prefix, state_dict) -> str:
+    keys = {strip_ddp_prefix(k): k for k in state_dict}
+    wanted = sorted(method.frozen_keys)
+    present = [k for k in wanted if prefix + k in keys]
     if present:
-        missing = sorted(set(wrapper.frozen_state_dict()) - set(present))
-        if missing:
+        if len(present) != len(wanted):
+            missing = sorted(set(wanted) - set(present))
             raise ValueError(
                 f'the checkpoint holds only part of the frozen backbone '
-                f'({len(missing)} tensors missing, e.g. {missing[:_MAX_LISTED]}): '
-                'cannot compute its identity')
-        return state_identity(present)
-    recorded = (meta.get(FROZEN_SHA_META_KEY) or {}).get(prefix)
-    if recorded is None:
-        raise ValueError(
-            'the checkpoint has no frozen backbone and no recorded identity of it '
-            f"(meta['{FROZEN_SHA_META_KEY}']): export from a full checkpoint or "
-            'from one saved by PromptCheckpointHook')
-    return recorded
+                f'({len(missing)} tensors missing, e.g. {listed(missing)}): cannot '
+                'compute its identity')
+        return state_identity({k[len('backbone.'):]: state_dict[keys[prefix + k]]
+                               for k in wanted})
+    recorded = recorded_identities(state_dict)
+    for p in (prefix, 'module.' + prefix):
+        if p in recorded:
+            return recorded[p]
+    raise ValueError(
+        'the checkpoint has no frozen backbone and no recorded identity of it: '
+        'export from a full checkpoint or from one saved by PromptCheckpointHook')
 
 
 def save_prompt_pack(pack: PromptPack, path: str) -> str:
@@ -374,65 +329,81 @@ def _dict_diff(pack: dict, model: dict, where: str = '') -> List[str]:
     return diffs
 
 
-def _listed(items: List[str]) -> str:
-    more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
-    return ', '.join(items[:_MAX_LISTED]) + more
+def _unscoped(type_name: str) -> str:
+    return type_name.rsplit('.', 1)[-1]
+
+
+def method_problems(method, meta: dict, source: str = 'pack') -> List[str]:
+    """What makes a pack unfit for ``method``, whatever its neck and heads: the
+    method, its weight-relevant config, and the backbone class. Training-time
+    options (dropout, drop_path_rate, norm_cfg BN vs SyncBN, out_indices, ...)
+    change no weight and are not compared."""
+    problems = []
+    if meta['method'] != method.method:
+        problems.append(f"wrong method: the {source} is {meta['method']!r}, the "
+                        f'model is {method.method!r}')
+    else:
+        diff = _dict_diff(_method_config(meta['method_config']),
+                          _method_config(method.method_config()))
+        if diff:
+            problems.append(f"{meta['method']} config differs: {listed(diff)}")
+    if 'backbone_class' in meta:
+        same = meta['backbone_class'] == _class_name(method.backbone)
+        model_type = _class_name(method.backbone)
+        pack_type = meta['backbone_class']
+    else:  # packs written before the class was recorded
+        model_type = _type_name(method.backbone_cfg.get('type'))
+        pack_type = meta['backbone_type']
+        same = _unscoped(pack_type) == _unscoped(model_type)
+    if not same:
+        problems.append(f'wrong backbone architecture: the {source} is for '
+                        f'{pack_type!r}, the model has {model_type!r}')
+    return problems
+
+
+def check_pack_fits_method(method, meta: dict, path: Optional[str] = None) -> None:
+    """Raise ValueError if a pack cannot be used with ``method`` (see
+    :func:`method_problems`); keys and shapes are checked by the loader."""
+    problems = method_problems(method, meta)
+    if problems:
+        raise ValueError(f'{path or "the pack"} ({meta["kind"]} pack) does not fit '
+                         'the model:\n  - ' + '\n  - '.join(problems))
 
 
 def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
-           ) -> Tuple[str, FrozenBackboneWrapper, Dict[str, torch.Tensor],
-                      Dict[str, torch.Tensor]]:
-    """Check everything but the frozen identity; return (prefix, wrapper,
-    {model key: pack tensor}, model state dict) or raise one ValueError listing
-    every problem."""
-    prefix, wrapper = the_wrapper(model)
+           ) -> Tuple[str, nn.Module, Dict[str, torch.Tensor]]:
+    """Check everything but the frozen identity; return (prefix, method,
+    {model key: pack tensor}) or raise one ValueError listing every problem."""
+    prefix, method = the_wrapper(model)
     meta = pack.metadata
-    problems = []
-    if meta['method'] != wrapper.method:
-        problems.append(f"wrong method: the {source} is {meta['method']!r}, the "
-                        f'model is {wrapper.method!r}')
-    else:
-        diff = _dict_diff(meta['method_config'],
-                          json.loads(_to_json(wrapper.method_config())))
-        if diff:
-            problems.append(f"{meta['method']} config differs: {_listed(diff)}")
-    model_type = _type_name(wrapper.backbone_cfg.get('type'))
-    if meta['backbone_type'] != model_type:
-        problems.append(f"wrong backbone architecture: the {source} is for "
-                        f"{meta['backbone_type']!r}, the model has {model_type!r}")
-    else:
-        diff = _dict_diff(architecture_config(meta['backbone_config']),
-                          architecture_config(wrapper.backbone_cfg))
-        if diff:
-            problems.append(f'wrong backbone architecture: {_listed(diff)}')
-
-    # Prompt packs may move between models that hold the wrapper elsewhere.
+    problems = method_problems(method, meta, source)
+    # Prompt packs may move between models that hold the method elsewhere.
     state = unwrap_model(model).state_dict()
     kind = meta['kind']
-    src, dst = wrapper_key_prefix(meta['prefix']), wrapper_key_prefix(prefix)
+    src = meta['prefix'] + '.' if meta['prefix'] else ''
     remapped = OrderedDict()
     for k, v in pack.tensors.items():
         if kind == 'prompts' and k.startswith(src):
-            k = dst + k[len(src):]
+            k = prefix + k[len(src):]
         remapped[k] = v
-    expected = select_keys(state, prefix, kind)
+    expected = select_keys(state, model, kind)
     expected_set = set(expected)
     missing = [k for k in expected if k not in remapped]
     unexpected = [k for k in remapped if k not in expected_set]
     shapes = [f'{k}: {source} {tuple(v.shape)}, model {tuple(state[k].shape)}'
               for k, v in remapped.items() if k in state and v.shape != state[k].shape]
     if missing:
-        problems.append(f'keys the model has but the {source} lacks: {_listed(missing)}')
+        problems.append(f'keys the model has but the {source} lacks: {listed(missing)}')
     if unexpected:
         problems.append(f'keys the {source} has but the model lacks: '
-                        f'{_listed(unexpected)}')
+                        f'{listed(unexpected)}')
     if shapes:
-        problems.append(f'shape mismatch: {_listed(shapes)}')
+        problems.append(f'shape mismatch: {listed(shapes)}')
     if problems:
         name = pack.path or f'this {source}'
         raise ValueError(f'{name} ({kind} pack) does not fit the model:\n  - '
                          + '\n  - '.join(problems))
-    return prefix, wrapper, remapped, state
+    return prefix, method, remapped
 
 
 def check_prompt_pack(model: nn.Module, pack: PromptPack,
@@ -442,17 +413,17 @@ def check_prompt_pack(model: nn.Module, pack: PromptPack,
 
     Returns ({model key: tensor to copy}, frozen identity matched). Raises
     ValueError naming the problems: wrong method or method config, wrong
-    backbone architecture, differing keys or shapes, and, unless
+    backbone class, differing keys or shapes, and, unless
     ``allow_frozen_mismatch``, frozen weights other than the recorded ones.
     """
-    prefix, wrapper, remapped, _ = _match(model, pack)
-    sha = frozen_identity(wrapper)
+    prefix, method, remapped = _match(model, pack)
+    sha = frozen_identity(method)
     recorded = pack.metadata['frozen_sha256']
     matched = sha == recorded
     if not matched:
         msg = (f'{pack.path or "the prompt pack"} was trained on other frozen '
                f'backbone weights: recorded identity sha256 {recorded[:16]}..., the '
-               f"model's frozen backbone ({wrapper_key_prefix(prefix)}backbone) has {sha[:16]}... "
+               f"model's frozen backbone ({prefix}backbone) has {sha[:16]}... "
                '(another pretrained checkpoint, or init_weights has not run)')
         if not allow_frozen_mismatch:
             raise ValueError(msg + '; pass allow_frozen_mismatch=True to load anyway')
@@ -517,28 +488,34 @@ def load_pack_as_checkpoint(filename: str, map_location=None) -> dict:
     """CheckpointLoader entry for local ``*.safetensors`` paths.
 
     A prompt pack becomes ``{'state_dict': tensors, 'meta': {PACK_META_KEY:
-    metadata, ...}}``; PromptCheckpointHook validates it against the model before
-    mmengine copies it. Any other safetensors file is read as a plain state
-    dict (mmengine's local loader would fail on it).
+    metadata, ...}}``, with the pack's metadata also in the state dict's
+    ``_metadata`` for the method it was exported from, where the checkpoint
+    policy's load pre-hook reads it whichever loader copies the tensors. Any
+    other safetensors file is read as a plain state dict (mmengine's local
+    loader would fail on it).
     """
     filename = osp.expanduser(filename)
     if is_prompt_pack(filename):
         pack = read_prompt_pack(filename)
-        state, meta = pack.tensors, {PACK_META_KEY: pack.metadata,
-                                     'protune_mm_pack_path': pack.path}
+        state, meta = OrderedDict(pack.tensors), {PACK_META_KEY: pack.metadata,
+                                                  'protune_mm_pack_path': pack.path}
         if pack.metadata.get('classes') is not None:
             meta['dataset_meta'] = dict(classes=tuple(pack.metadata['classes']))
+        prefix = pack.metadata['prefix'] + '.' if pack.metadata['prefix'] else ''
+        annotate(state, prefix, pack=pack.metadata, path=pack.path,
+                 frozen_sha256=pack.metadata['frozen_sha256'])
     else:
         from safetensors.torch import load_file
         if not osp.isfile(filename):
             raise FileNotFoundError(f'{filename} can not be found.')
         try:
-            state, meta = load_file(filename), {}
+            state, meta = OrderedDict(load_file(filename)), {}
         except Exception as e:
             raise ValueError(f'cannot read {filename}: {e}') from e
     if isinstance(map_location, (str, torch.device)) and str(map_location) != 'cpu':
-        state = OrderedDict((k, v.to(map_location)) for k, v in state.items())
-    return {'state_dict': OrderedDict(state), 'meta': meta}
+        for k, v in state.items():
+            state[k] = v.to(map_location)
+    return {'state_dict': state, 'meta': meta}
 
 
 # CheckpointLoader picks the first scheme whose key re.match()es the path

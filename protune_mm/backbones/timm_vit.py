@@ -36,6 +36,7 @@ class TimmViT(BaseModule):
         pyramid (bool): resample the 4 outputs to strides (4, 8, 16, 32) x
             patch/16. If False, all outputs stay at stride ``patch_size``.
         num_stages (int): groups of blocks seen as "stages" by prompt methods.
+            Blocks after the last of ``out_indices`` are not run.
         model_kwargs (dict): extra arguments of ``timm.create_model`` (e.g.
             ``depth``, ``embed_dim``, ``drop_path_rate``).
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH)``
@@ -111,8 +112,6 @@ class TimmViT(BaseModule):
         self.out_indices = tuple(out_indices)
         self.pyramid = pyramid
         self.num_stages = num_stages
-        #: (H, W) token grid of the current forward; prompt hooks read it.
-        self.grid_shape = None
 
     def _pos_embed(self, x):
         """(B, H, W, C) patches -> (B, prefix + H*W, C) tokens, as timm's
@@ -138,11 +137,11 @@ class TimmViT(BaseModule):
         in_h, in_w = x.shape[-2:]
         x = self.patch_embed(x)  # (B, H, W, C): dynamic_img_size keeps the grid
         b, h, w, c = x.shape
-        self.grid_shape = (h, w)
         x = self.patch_drop(self._pos_embed(x))
         x = self.norm_pre(x)
         outs = []
-        for i, block in enumerate(self.blocks):
+        # Blocks after the last returned one would change nothing returned.
+        for i, block in enumerate(self.blocks[:max(self.out_indices) + 1]):
             x = block(x)
             if i in self.out_indices:
                 # Patch tokens are the last h*w; anything before them (CLS,

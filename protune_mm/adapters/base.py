@@ -1,0 +1,176 @@
+"""Backbone adapters: what a prompt method may know about a backbone's inside.
+
+One adapter per backbone family (one file each in this folder) says everything a
+method needs: the stages (entry and exit modules, widths), how a hooked tensor
+becomes an NCHW feature map and back (with any per-call context such as Swin's
+``hw_shape`` read from the hook's arguments), which stages reach a returned
+feature, and what else the family offers (prompt tokens, window attention, lean
+frozen ops). Methods never look inside a backbone themselves.
+
+Adapters are found by class, over the MRO, so subclasses count (ResNetV1c is a
+ResNet). A user's project adds one without editing this package::
+
+    from protune_mm.adapters import BackboneAdapter, Stage, register_adapter
+
+    @register_adapter('my_project.models.MyNet')      # or the class itself
+    class MyNetAdapter(BackboneAdapter):
+        def stages(self):
+            return [Stage(f'blocks.{i}', b, b, b.width, b.width)
+                    for i, b in enumerate(self.backbone.blocks)]
+"""
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class Stage:
+    """One stage of a backbone.
+
+    Attributes:
+        name: readable name, e.g. ``'layer2'`` or ``'blocks.3-5'``.
+        first: module whose input is the stage input (forward pre-hook target).
+        last: module whose output is the stage output (forward hook target).
+        in_channels / out_channels: feature widths at stage input / output.
+        input_reaches_output / output_reaches_output: whether a change of the
+            stage input / output can reach a feature the backbone returns (a
+            prompt that cannot would get no gradient, and DDP fails on it).
+    """
+    name: str
+    first: nn.Module
+    last: nn.Module
+    in_channels: int
+    out_channels: int
+    input_reaches_output: bool = True
+    output_reaches_output: bool = True
+
+
+class BackboneAdapter:
+    """Base adapter. The defaults describe a backbone as an image-to-features
+    function with no known inside: enough for ``Frozen`` and VPT pad prompts.
+
+    Subclasses override :meth:`stages`, and where the stage tensors are not NCHW
+    maps, :meth:`to_map` / :meth:`from_map`. Capabilities are methods returning
+    ``None`` when the family lacks them.
+    """
+
+    #: family name used in messages and reports.
+    family = 'image backbone'
+
+    def __init__(self, backbone: nn.Module):
+        self.backbone = backbone
+
+    # -- stages --------------------------------------------------------------------
+    def stages(self) -> List[Stage]:
+        raise TypeError(
+            f'no stages are described for {qualname(type(self.backbone))}: register a '
+            'BackboneAdapter for it with protune_mm.adapters.register_adapter '
+            f'(registered: {supported()})')
+
+    def to_map(self, x: torch.Tensor, args: tuple) -> torch.Tensor:
+        """The (B, C, H, W) map held by ``x``, a stage's hooked input or output;
+        ``args`` are the positional arguments of that call (per-call context)."""
+        if x.dim() != 4:
+            raise ValueError(f'{self.family}: expected a (B, C, H, W) feature map at '
+                             f'the stage, got shape {tuple(x.shape)}')
+        return x
+
+    def from_map(self, y: torch.Tensor, x: torch.Tensor, args: tuple) -> torch.Tensor:
+        """Put the map ``y`` back into the layout of ``x``."""
+        return y
+
+    def apply(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+              args: tuple) -> torch.Tensor:
+        return self.from_map(fn(self.to_map(x, args)), x, args)
+
+    # -- capabilities --------------------------------------------------------------
+    def token_sites(self) -> Optional['TokenSites']:
+        """Where prompt tokens go (token backbones), else None."""
+        return None
+
+    def window_sites(self) -> Optional[List['WindowSite']]:
+        """Window attentions that take prompt keys/values, else None."""
+        return None
+
+    def lean_ops(self) -> bool:
+        """Whether lean frozen ops (``protune_mm.ops.frozen_ops``) apply."""
+        return False
+
+    def attach(self) -> list:
+        """Hooks the adapter itself needs to capture per-call context; returns
+        their handles (removed with the method)."""
+        return []
+
+
+@dataclass
+class TokenSites:
+    """A token backbone: prompt tokens go after ``num_prefix_tokens`` tokens at
+    the input of ``blocks[i]`` for ``i < num_reaching`` (later blocks do not
+    reach a returned feature)."""
+    blocks: Sequence[nn.Module]
+    num_prefix_tokens: int
+    embed_dim: int
+    patch_size: Tuple[int, int]
+    num_reaching: int
+
+
+@dataclass
+class WindowSite:
+    """One block with window attention: ``attn`` computes attention inside a
+    window (called as ``attn(windows, mask=mask)``), ``norm`` is the norm its
+    tokens went through, ``width`` the token width."""
+    name: str
+    attn: nn.Module
+    norm: nn.Module
+    width: int
+    patch_size: Tuple[int, int]
+
+
+# -- registration ----------------------------------------------------------------------
+_ADAPTERS: Dict[str, Type[BackboneAdapter]] = {}
+
+
+def qualname(cls: type) -> str:
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def register_adapter(*targets: Union[str, type]):
+    """Class decorator: the adapter for backbones of these classes (a class or its
+    dotted path ``package.module.Class``; subclasses count). A later registration
+    for the same class replaces the earlier one."""
+    if not targets:
+        raise TypeError('register_adapter needs at least one backbone class or path')
+
+    def register(adapter: Type[BackboneAdapter]):
+        if not (isinstance(adapter, type) and issubclass(adapter, BackboneAdapter)):
+            raise TypeError(f'{adapter!r} is not a BackboneAdapter subclass')
+        for t in targets:
+            _ADAPTERS[t if isinstance(t, str) else qualname(t)] = adapter
+        return adapter
+    return register
+
+
+def registered_adapters() -> Dict[str, Type[BackboneAdapter]]:
+    return dict(_ADAPTERS)
+
+
+def adapter_for(backbone: nn.Module) -> BackboneAdapter:
+    """The adapter of the nearest class in ``backbone``'s MRO that has one, or the
+    base adapter (no stages) if none does."""
+    for cls in type(backbone).__mro__:
+        adapter = _ADAPTERS.get(qualname(cls))
+        if adapter is not None:
+            return adapter(backbone)
+    return BackboneAdapter(backbone)
+
+
+def supported() -> str:
+    return ', '.join(sorted(_ADAPTERS))
+
+
+def reaching(indices: Sequence[int], last_out: int) -> Tuple[bool, bool]:
+    """(input reaches, output reaches) for a stage made of the sequential layers
+    ``indices`` when the last returned layer is ``last_out``."""
+    return indices[0] <= last_out, indices[-1] <= last_out

@@ -1,0 +1,63 @@
+"""protune_mm's TimmViT (a timm VisionTransformer): (B, N, C) tokens whose last
+H*W are patch tokens. Its blocks form ``num_stages`` equal groups of "stages";
+the token grid (H, W) of the current call is captured by this adapter from the
+patch embedding's output, so the backbone keeps no per-forward state."""
+from typing import List, Optional, Tuple
+
+import torch
+
+from .base import BackboneAdapter, Stage, TokenSites, reaching, register_adapter
+
+
+def vit_block_groups(depth: int, num_groups: int) -> List[List[int]]:
+    """Split ``range(depth)`` into ``num_groups`` contiguous groups, as equal as
+    possible (earlier groups get the remainder)."""
+    if not 1 <= num_groups <= depth:
+        raise ValueError(f'num_stages must be in [1, {depth}] (the ViT depth), '
+                         f'got {num_groups}')
+    base, extra = divmod(depth, num_groups)
+    groups, start = [], 0
+    for g in range(num_groups):
+        size = base + (g < extra)
+        groups.append(list(range(start, start + size)))
+        start += size
+    return groups
+
+
+@register_adapter('protune_mm.backbones.timm_vit.TimmViT')
+class TimmViTAdapter(BackboneAdapter):
+    family = 'TimmViT'
+
+    def __init__(self, backbone):
+        super().__init__(backbone)
+        self._grid: Optional[Tuple[int, int]] = None
+
+    def attach(self) -> list:
+        return [self.backbone.patch_embed.register_forward_hook(self._capture_grid)]
+
+    def _capture_grid(self, module, args, output):
+        # patch_embed returns (B, H, W, C) with dynamic_img_size.
+        self._grid = (output.shape[1], output.shape[2])
+
+    def stages(self) -> List[Stage]:
+        vit = self.backbone
+        groups = vit_block_groups(len(vit.blocks), vit.num_stages)
+        last_out = max(vit.out_indices)
+        return [Stage(f'blocks.{g[0]}-{g[-1]}', vit.blocks[g[0]], vit.blocks[g[-1]],
+                      vit.embed_dim, vit.embed_dim, *reaching(g, last_out))
+                for g in groups]
+
+    def to_map(self, x: torch.Tensor, args: tuple) -> torch.Tensor:
+        h, w = self._grid
+        b, n, c = x.shape
+        return x[:, n - h * w:].transpose(1, 2).reshape(b, c, h, w)
+
+    def from_map(self, y: torch.Tensor, x: torch.Tensor, args: tuple) -> torch.Tensor:
+        # CLS/register/prompt tokens in front pass unchanged.
+        h, w = self._grid
+        return torch.cat([x[:, :x.shape[1] - h * w], y.flatten(2).transpose(1, 2)], 1)
+
+    def token_sites(self) -> TokenSites:
+        vit = self.backbone
+        return TokenSites(vit.blocks, vit.num_prefix_tokens, vit.embed_dim,
+                          vit.patch_size, max(vit.out_indices) + 1)

@@ -1,0 +1,237 @@
+"""The method contract: every method here builds an inner backbone, freezes it,
+records the frozen set, and injects its prompts at the targets the backbone's
+adapter names.
+
+A method subclass writes three things: cheap checks of its arguments in
+``__init__`` (before ``super().__init__``), what its config resolves to
+(:meth:`resolve_config`), and :meth:`inject`, which adds the prompts and returns
+the handles of everything it attached. The base keeps the handles, so
+:meth:`remove`, :meth:`disable` and :meth:`enable` give the bare backbone back
+exactly; it captures the method config from the constructor's arguments; and it
+records the frozen set (:attr:`frozen_keys`) before anything is injected, which is
+what checkpoints, packs, the identity hash and the parameter report derive from.
+"""
+import copy
+import functools
+import inspect
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+
+from ..adapters import BackboneAdapter, adapter_for
+from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops
+from ..registry import MODELS
+
+#: constructor arguments common to all methods; they are not the method's config.
+BASE_ARGS = ('backbone', 'pretrained', 'init_cfg', 'memory_efficient')
+
+
+class Handle:
+    """A removable change that is not a torch hook (e.g. a rebound ``forward``)."""
+
+    def __init__(self, remove):
+        self._remove = remove
+
+    def remove(self):
+        if self._remove is not None:
+            self._remove()
+            self._remove = None
+
+
+def _capturing(init):
+    """Wrap a method's ``__init__``: record its arguments (defaults applied) as the
+    method config before it runs, and inject the prompts after the outermost
+    ``__init__`` returns."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapped(self, *args, **kwargs):
+        outermost = '_method_cfg' not in self.__dict__
+        if outermost:
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            cfg = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    cfg.update(value)
+                elif name not in BASE_ARGS:
+                    cfg[name] = value
+            self.__dict__['_method_cfg'] = copy.deepcopy(cfg)
+        init(self, *args, **kwargs)
+        if outermost:
+            self._inject()
+    return wrapped
+
+
+class PromptMethod(BaseModule):
+    """Base of the methods (Frozen, ProTune, VPT).
+
+    Parameters live in two places: ``self.backbone`` (the inner backbone, frozen,
+    ``requires_grad=False`` from construction on, always in eval mode so BatchNorm
+    statistics, dropout and drop-path do not move) and what the method adds,
+    ``self.prompts`` by convention (a method may also put parameters inside the
+    backbone's module tree; they are not frozen, since they are not in the
+    frozen set). Methods attach with hooks, so the output is exactly the inner
+    backbone's: same tuple, shapes and strides.
+
+    Args:
+        backbone (dict): config of the inner backbone, built in the caller's
+            registry scope (``type='ResNet'`` is mmdet's ResNet under
+            ``default_scope='mmdet'``, mmseg's under ``'mmseg'``; ``mmdet.``/
+            ``mmseg.`` prefixes work too). Its own ``init_cfg`` loads its weights.
+        pretrained (str, optional): checkpoint of the inner backbone, a shortcut
+            for its ``init_cfg=dict(type='Pretrained', checkpoint=...)``. mmseg's
+            ``EncoderDecoder(pretrained=...)`` passes its argument here.
+        init_cfg (dict, optional): init config of the prompts.
+        memory_efficient (bool, optional): lean frozen ops (conv+BN folded, a
+            backward that saves only ReLU masks; ``protune_mm/ops/frozen_ops.py``):
+            same outputs and gradients, less memory. None (default): on wherever
+            the backbone's adapter supports them; False: off; True: required.
+    """
+
+    #: method name written into prompt packs and reports.
+    method = 'frozen'
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if '__init__' in cls.__dict__:
+            cls.__init__ = _capturing(cls.__dict__['__init__'])
+
+    def __init__(self, backbone: dict, pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None,
+                 memory_efficient: Optional[bool] = None):
+        super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
+        if memory_efficient not in (None, True, False):
+            raise TypeError(f'{name}.memory_efficient must be None (auto), True or '
+                            f'False, got {memory_efficient!r}')
+        if not isinstance(backbone, dict) or 'type' not in backbone:
+            raise TypeError(f'{name}.backbone must be a config dict '
+                            f"with a 'type' key, got {backbone!r}")
+        backbone = copy.deepcopy(dict(backbone))
+        if pretrained is not None:
+            if not isinstance(pretrained, str):
+                raise TypeError(f'{name}.pretrained must be a checkpoint path or URL, '
+                                f'got {pretrained!r}')
+            if backbone.get('init_cfg') or backbone.get('pretrained'):
+                raise ValueError(f'{name}.pretrained={pretrained!r} conflicts with the '
+                                 'init_cfg/pretrained of the inner backbone: set only '
+                                 'one of them')
+            backbone['init_cfg'] = dict(type='Pretrained', checkpoint=pretrained)
+        self.backbone_cfg = copy.deepcopy(backbone)
+        try:
+            self.backbone = MODELS.build(backbone)
+        except KeyError as e:
+            raise KeyError(
+                f'{name}: cannot build the inner backbone {backbone["type"]!r} ({e}). '
+                "Use it from a config with default_scope='mmdet' or 'mmseg', or write "
+                "the scope in the type, e.g. type='mmdet.ResNet'.") from e
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        #: state-dict keys (relative to this module) of the frozen tensors,
+        #: recorded before any method change: parameters and buffers.
+        self.frozen_keys = frozenset('backbone.' + k for k in self.backbone.state_dict())
+        self.adapter: BackboneAdapter = adapter_for(self.backbone)
+        if memory_efficient and not self.adapter.lean_ops():
+            raise ValueError(
+                f'{name}.memory_efficient=True: lean frozen ops support the ResNet '
+                f'family, not {type(self.backbone).__name__} ({self.adapter.family}); '
+                'leave memory_efficient unset (auto) or False')
+        self.memory_efficient = (self.adapter.lean_ops() if memory_efficient is None
+                                 else memory_efficient)
+        self.prompts = nn.ModuleDict()
+        self.prompts_enabled = True
+        #: {target: reason} of prompts not created because they cannot reach a
+        #: returned feature (reported in the log and the parameter report).
+        self.skipped: Dict[str, str] = {}
+        self._handles: List = []
+        from ..checkpoint.policy import wrapper_load_pre_hook
+        self.register_load_state_dict_pre_hook(wrapper_load_pre_hook)
+
+    # -- the contract ----------------------------------------------------------------
+    def inject(self) -> list:
+        """Add the prompts at the adapter's targets; return the handles of every
+        hook or rebinding made (removed by :meth:`remove`)."""
+        return []
+
+    def resolve_config(self, **values) -> None:
+        """Record what config arguments resolve to (e.g. ``stages=None`` -> the
+        list of stages), so equal models have equal method configs."""
+        self._method_cfg.update(copy.deepcopy(values))
+
+    def method_config(self) -> dict:
+        """Hyper-parameters of the method, as constructed (recorded in packs)."""
+        return copy.deepcopy(self._method_cfg)
+
+    def _inject(self):
+        handles = list(self.adapter.attach())
+        handles += list(self.inject() or [])
+        if self.memory_efficient:
+            enable_frozen_ops(self.backbone)
+            handles.append(Handle(functools.partial(disable_frozen_ops,
+                                                    self.backbone)))
+        self._handles = handles
+        for target, reason in self.skipped.items():
+            print_log(f'{type(self).__name__}: no prompt at {target}: {reason}',
+                      logger='current')
+
+    def remove(self) -> None:
+        """Detach the method: the inner backbone computes exactly as the bare
+        backbone (prompts deleted, hooks and rebindings undone)."""
+        for handle in reversed(self._handles):
+            handle.remove()
+        self._handles = []
+        self.prompts = nn.ModuleDict()
+
+    def disable(self) -> None:
+        """Compute as the bare backbone (prompts kept) until :meth:`enable`."""
+        self.prompts_enabled = False
+        if self.memory_efficient:
+            disable_frozen_ops(self.backbone)
+
+    def enable(self) -> None:
+        self.prompts_enabled = True
+        if self.memory_efficient:
+            enable_frozen_ops(self.backbone)
+
+    # -- the frozen set ----------------------------------------------------------------
+    def frozen_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The frozen tensors, keyed relative to the inner backbone."""
+        state = self.backbone.state_dict()
+        return {k: state[k] for k in (key[len('backbone.'):] for key in
+                                      sorted(self.frozen_keys))}
+
+    def frozen_tensors(self) -> List[torch.Tensor]:
+        return list(self.frozen_state_dict().values())
+
+    # -- freezing --------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, x):
+        return self.backbone(x)
+
+    def extra_repr(self) -> str:
+        return f'method={self.method}'
+
+
+PromptMethod.__init__ = _capturing(PromptMethod.__init__)
+
+#: the earlier name of the base, kept for configs and user code.
+FrozenBackboneWrapper = PromptMethod
+
+
+def find_wrappers(model: nn.Module) -> List[tuple]:
+    """(name, module) of every method inside ``model``."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, PromptMethod)]
+
+
+def wrapper_key_prefix(name: str) -> str:
+    """State-dict prefix of everything in the method named ``name`` in its model
+    ('' when the model is the method)."""
+    return name + '.' if name else ''

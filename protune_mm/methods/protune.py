@@ -1,0 +1,188 @@
+"""Pro-tuning (Nie et al., "Pro-tuning: Unified Prompt Tuning for Vision Tasks",
+arXiv 2207.14381): input-dependent prompt blocks inserted stage by stage into a
+frozen backbone."""
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..ops.depthwise import DepthwiseConv2d
+from ..registry import MODELS
+from .base import PromptMethod
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating; the gate multiplies its input.
+
+    The reduced width is at least 8 (timm's SE rounds the same way): with only one
+    or two ReLU units a narrow block's gate often starts dead and never trains.
+    """
+
+    def __init__(self, channels: int, ratio: int):
+        super().__init__()
+        hidden = max(8, channels // ratio)
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.expand = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        gate = x.mean((2, 3), keepdim=True)
+        gate = self.expand(torch.relu(self.reduce(gate)))
+        return x * torch.sigmoid(gate)
+
+
+class ProTuneBlock(nn.Module):
+    """``x + scale * body(x)`` with body = 1x1 grouped conv -> kxk depthwise conv ->
+    1x1 conv -> squeeze-excite -> 1x1 grouped conv.
+
+    ``scale`` starts at 0, so the block starts as the identity while every conv
+    keeps a normal init (zero convs give dead gradients and NaNs).
+
+    Args:
+        channels (int): feature width C.
+        hidden (int): width inside the block; a multiple of ``groups``.
+        kernel_size (int): depthwise kernel size (odd).
+        groups (int): groups of the two outer 1x1 convs; divides C and ``hidden``.
+        se_ratio (int): squeeze-excite reduction.
+        scale (str): 'channel' (one factor per channel) or 'scalar'.
+    """
+
+    def __init__(self, channels: int, hidden: int, kernel_size: int = 5,
+                 groups: int = 4, se_ratio: int = 16, scale: str = 'channel'):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, groups=groups),
+            DepthwiseConv2d(hidden, kernel_size),
+            nn.Conv2d(hidden, hidden, 1),
+            SqueezeExcite(hidden, se_ratio),
+            nn.Conv2d(hidden, channels, 1, groups=groups),
+        )
+        shape = (1, channels, 1, 1) if scale == 'channel' else (1, )
+        self.scale = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x):
+        return x + self.scale * self.body(x)
+
+
+@MODELS.register_module()
+class ProTune(PromptMethod):
+    """Pro-tuning: a prompt block per stage of any backbone whose adapter
+    describes stages (ResNet family, Swin, :class:`TimmViT`, or a user's own).
+
+    Args:
+        backbone (dict): inner backbone config (see :class:`PromptMethod`).
+        stages (Sequence[int], optional): indices of the stages that get a prompt
+            block; default every stage that reaches a returned feature. Stages
+            come from the backbone's adapter (ViT: its blocks in ``num_stages``
+            equal groups). A stage that cannot reach a returned feature (after
+            the last of ``out_indices``) is refused.
+        place (str): 'input' (default; the block acts on the stage input) or
+            'output' (on the stage output, before any downsampling).
+        hidden_ratio (float): block width as a fraction of the stage width. 0.5
+            keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
+            <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
+        kernel_size (int): depthwise kernel size, odd. Default 5.
+        groups (int): groups of the outer 1x1 convs. Default 4.
+        se_ratio (int): squeeze-excite reduction. Default 16.
+        scale (str): 'channel' or 'scalar' learnable output scale (init 0).
+        pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
+    """
+    method = 'protune'
+
+    def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
+                 place: str = 'input', hidden_ratio: float = 0.5,
+                 kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
+                 scale: str = 'channel', pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None,
+                 memory_efficient: Optional[bool] = None):
+        # Cheap checks first, so a bad config fails before the backbone is built.
+        if place not in ('input', 'output'):
+            raise ValueError(f"ProTune.place must be 'input' or 'output', got {place!r}")
+        if isinstance(hidden_ratio, bool) or not isinstance(hidden_ratio, (int, float)) \
+                or not hidden_ratio > 0:
+            raise ValueError(f'ProTune.hidden_ratio must be a number > 0, got '
+                             f'{hidden_ratio!r}')
+        for field, value in (('kernel_size', kernel_size), ('groups', groups),
+                             ('se_ratio', se_ratio)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'ProTune.{field} must be a positive int, got {value!r}')
+        if kernel_size % 2 == 0:
+            raise ValueError(f'ProTune.kernel_size must be odd (same-size output), '
+                             f'got {kernel_size}')
+        if scale not in ('channel', 'scalar'):
+            raise ValueError(f"ProTune.scale must be 'channel' or 'scalar', got {scale!r}")
+        super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
+                         memory_efficient=memory_efficient)
+        self._stages = self.adapter.stages()
+        self.stage_ids = self._select(stages, place)
+        self.place = place
+        self.resolve_config(stages=self.stage_ids)
+
+    def _select(self, stages, place: str) -> list:
+        num = len(self._stages)
+        reaches = [s.input_reaches_output if place == 'input' else
+                   s.output_reaches_output for s in self._stages]
+        if stages is None:
+            for i, ok in enumerate(reaches):
+                if not ok:
+                    self.skipped[f'stage {i} ({self._stages[i].name})'] = (
+                        f'its {place} reaches no feature the backbone returns')
+            return [i for i, ok in enumerate(reaches) if ok]
+        if isinstance(stages, int) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in stages):
+            raise TypeError(f'ProTune.stages must be a list of ints in [0, {num - 1}], '
+                            f'got {stages!r}')
+        stages = sorted(set(stages))
+        if not stages:
+            raise ValueError(f'ProTune.stages is empty: give indices in [0, {num - 1}] '
+                             '(or use protune_mm.Frozen for no prompts)')
+        bad = [s for s in stages if not 0 <= s < num]
+        if bad:
+            raise ValueError(f'ProTune.stages has unknown stage index {bad}: the backbone '
+                             f'has {num} stages, allowed [0, {num - 1}]')
+        dead = [s for s in stages if not reaches[s]]
+        if dead:
+            raise ValueError(
+                f'ProTune.stages {dead} with place={place!r}: the {place} of stage '
+                f'{", ".join(self._stages[s].name for s in dead)} reaches no feature '
+                'the backbone returns (see its out_indices), so its prompt would get '
+                'no gradient (and DDP would fail); drop those stages or return them')
+        return stages
+
+    def inject(self) -> list:
+        cfg = self._method_cfg
+        handles = []
+        for i in self.stage_ids:
+            stage = self._stages[i]
+            channels = stage.in_channels if self.place == 'input' else stage.out_channels
+            groups = cfg['groups']
+            if channels % groups:
+                raise ValueError(f'ProTune.groups={groups} must divide the width '
+                                 f'{channels} of stage {i} ({stage.name})')
+            hidden = max(groups, int(round(channels * cfg['hidden_ratio'] / groups))
+                         * groups)
+            self.prompts[str(i)] = ProTuneBlock(channels, hidden, cfg['kernel_size'],
+                                                groups, cfg['se_ratio'], cfg['scale'])
+            hook = _StagePrompt(self, str(i))
+            if self.place == 'input':
+                handles.append(stage.first.register_forward_pre_hook(hook.on_input))
+            else:
+                handles.append(stage.last.register_forward_hook(hook.on_output))
+        return handles
+
+
+class _StagePrompt:
+    """Forward hooks that add a prompt block's output to a stage's feature."""
+
+    def __init__(self, method: ProTune, key: str):
+        self.method, self.key = method, key
+
+    def on_input(self, module, args):
+        if not self.method.prompts_enabled:
+            return None
+        x = self.method.adapter.apply(self.method.prompts[self.key], args[0], args)
+        return (x, ) + tuple(args[1:])
+
+    def on_output(self, module, args, output):
+        if not self.method.prompts_enabled:
+            return None
+        return self.method.adapter.apply(self.method.prompts[self.key], output, args)

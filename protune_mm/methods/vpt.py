@@ -1,0 +1,128 @@
+"""Visual Prompt Tuning (Jia et al., ECCV 2022, arXiv 2203.12119; official code
+KMnP/vpt): the method, one of three mechanisms chosen by what the backbone's
+adapter offers:
+
+- token prompts (``vpt_tokens.py``) for token backbones (TimmViT),
+- window prompts (``vpt_window.py``) for window attention (Swin),
+- pad prompts (``vpt_pad.py``) for any other image backbone (ResNet, ...).
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..registry import MODELS
+from .base import PromptMethod
+
+LOCATIONS = ('prepend', 'pad')
+
+
+def vpt_init_bound(patch_size, embed_dim: int) -> float:
+    """VPT's uniform init bound sqrt(6 / (3 * ph * pw + d)) (0.0625 for ViT-B/16)."""
+    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    return math.sqrt(6.0 / float(3 * ph * pw + embed_dim))
+
+
+class PromptHolder(nn.Module):
+    """Holds one prompt tensor as ``.prompt`` (keys end in 'prompt', as VPT's)."""
+
+    def __init__(self, prompt: nn.Parameter):
+        super().__init__()
+        self.prompt = prompt
+
+    def extra_repr(self):
+        return f'prompt: {tuple(self.prompt.shape)}'
+
+
+@MODELS.register_module()
+class VPT(PromptMethod):
+    """VPT prompts for a frozen backbone.
+
+    - Token backbones (TimmViT), ``location='prepend'``: ``num_tokens`` prompt
+      tokens after CLS/registers, before the patch tokens, inserted after the
+      position embedding (they get none). With ``deep=True`` every later block
+      replaces them with its own prompts, up to the last block whose output the
+      backbone returns. Outputs keep their shape.
+    - Window attention (Swin), ``location='prepend'``: VPT-deep per block: each
+      window attention also attends to the block's prompts. ``deep=False`` is
+      refused.
+    - Any other image backbone, ``location='pad'``: learnable pixels on a border
+      band of width ``num_tokens`` of each image (see ``vpt_pad.py``). ``deep``
+      does not apply.
+
+    Args:
+        backbone (dict): inner backbone config.
+        num_tokens (int): prompt tokens per layer or band width in pixels. 0 gives
+            the bare frozen backbone. Default 10.
+        deep (bool, optional): VPT-deep (token/window prompts). Default: True
+            there, False for pad prompts.
+        dropout (float): dropout on prompts, in [0, 1). Default 0.1.
+        location (str, optional): 'prepend' or 'pad'; default by backbone.
+        pad_base (int): pad prompts are learned at this length and resized to
+            each image's sides (the official code's crop size). Default 224.
+        pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
+    """
+    method = 'vpt'
+
+    def __init__(self, backbone: dict, num_tokens: int = 10,
+                 deep: Optional[bool] = None, dropout: float = 0.1,
+                 location: Optional[str] = None, pad_base: int = 224,
+                 pretrained: Optional[str] = None, init_cfg: Optional[dict] = None,
+                 memory_efficient: Optional[bool] = None):
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) \
+                or num_tokens < 0:
+            raise ValueError(f'VPT.num_tokens must be an int >= 0, got {num_tokens!r}')
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout < 1:
+            raise ValueError(f'VPT.dropout must be a float in [0, 1), got {dropout!r}')
+        if deep not in (None, True, False):
+            raise TypeError(f'VPT.deep must be True, False or None (auto), got {deep!r}')
+        if location not in (None, ) + LOCATIONS:
+            raise ValueError(f'VPT.location must be one of {LOCATIONS} or None (by '
+                             f'backbone), got {location!r}')
+        if isinstance(pad_base, bool) or not isinstance(pad_base, int) or pad_base < 1:
+            raise ValueError(f'VPT.pad_base must be a positive int, got {pad_base!r}')
+        super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
+                         memory_efficient=memory_efficient)
+        adapter = self.adapter
+        if adapter.token_sites() is not None:
+            self.mechanism = 'tokens'
+        elif adapter.window_sites() is not None:
+            self.mechanism = 'window'
+        else:
+            self.mechanism = 'pad'
+        allowed = 'pad' if self.mechanism == 'pad' else 'prepend'
+        location = allowed if location is None else location
+        if location != allowed:
+            raise ValueError(f"VPT.location must be '{allowed}' (or None) for "
+                             f'{type(self.backbone).__name__}, got {location!r}')
+        if self.mechanism == 'pad' and deep:
+            raise ValueError('VPT.deep=True needs a backbone made of blocks (ViT, '
+                             f'Swin); {type(self.backbone).__name__} takes pad '
+                             'prompts: set deep=False or leave it None')
+        if self.mechanism == 'window' and deep is False:
+            raise ValueError(
+                'VPT.deep must be True for window-attention backbones (Swin: VPT-deep, '
+                'own prompts in every block); VPT-shallow is not supported there, '
+                'got deep=False')
+        deep = self.mechanism != 'pad' if deep is None else deep
+        self.num_tokens, self.deep, self.pad_base = num_tokens, deep, pad_base
+        self.resolve_config(deep=deep, location=location)
+        self.prompt_dropout = nn.Dropout(dropout)
+
+    def inject(self) -> list:
+        if self.num_tokens == 0:
+            return []
+        if self.mechanism == 'tokens':
+            from .vpt_tokens import inject_token_prompts
+            return inject_token_prompts(self)
+        if self.mechanism == 'window':
+            from .vpt_window import inject_window_prompts
+            return inject_window_prompts(self)
+        from .vpt_pad import inject_pad_prompts
+        return inject_pad_prompts(self)
+
+    def dropped(self, holder: PromptHolder, like: torch.Tensor) -> torch.Tensor:
+        """A prompt through the prompt dropout, in ``like``'s dtype."""
+        return self.prompt_dropout(holder.prompt).to(like.dtype)
