@@ -423,8 +423,8 @@ def test_bad_protune_configs_name_the_field(kwargs, error, match):
     (dict(type='mmseg.MixVisionTransformer'), 'MixVisionTransformer'),
 ])
 def test_unsupported_backbone_lists_the_supported_ones(backbone, name):
-    with pytest.raises(TypeError, match=rf'{name}; supported: .*ResNet.*SwinTransformer'
-                                        r'.*TimmViT'):
+    with pytest.raises(TypeError, match=rf'{name}: register a BackboneAdapter.*'
+                                        r'registered: .*ResNet.*SwinTransformer.*TimmViT'):
         ProTune(backbone=backbone)
     # Frozen needs no stage description: any backbone works.
     assert not any(p.requires_grad for p in Frozen(backbone=backbone).parameters())
@@ -439,7 +439,7 @@ def test_bad_backbone_argument_is_refused():
 def test_depthwise_conv_equals_the_stock_conv(kernel_size):
     # ProTune's depthwise conv has its own weight gradient on CPU: outputs and
     # every gradient must be those of nn.Conv2d with the same tensors.
-    from protune_mm.models.protune import DepthwiseConv2d
+    from protune_mm.ops.depthwise import DepthwiseConv2d
     torch.manual_seed(0)
     fast = DepthwiseConv2d(6, kernel_size)
     stock = nn.Conv2d(6, 6, kernel_size, padding=kernel_size // 2, groups=6)

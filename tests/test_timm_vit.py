@@ -43,7 +43,6 @@ def test_any_input_size_gives_four_levels_at_strides_4_to_32(h, w):
     assert len(outs) == 4
     for out, stride in zip(outs, (4, 8, 16, 32)):
         assert out.shape == (2, 32, math.ceil(h / stride), math.ceil(w / stride))
-    assert vit.grid_shape == (math.ceil(h / 16), math.ceil(w / 16))
 
 
 def test_without_pyramid_all_outputs_are_at_the_patch_stride():

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 import protune_mm  # noqa: F401  (registers protune_mm.VPT)
 from protune_mm import MODELS
-from protune_mm.models.vpt import vpt_init_bound
-from protune_mm.models.vpt_swin import PromptedWindowMSA
+from protune_mm.methods.vpt import vpt_init_bound
+from protune_mm.methods.vpt_window import PromptedWindowMSA
 
 SCOPES = ('mmdet', 'mmseg')
 WIDTHS = (32, 64, 128, 256)
@@ -259,7 +259,7 @@ def test_deepcopy_and_pickle_keep_own_prompts(scope):
             assert max_diff(clone(x), ref) == 0
             # The clone's attention reads the clone's prompts, not the original's.
             fwd = clone.backbone.stages[2].blocks[1].attn.w_msa.forward
-            assert fwd.holder is clone.prompts['stage2_block1']
+            assert fwd.method is clone and fwd.key == 'stage2_block1'
             assert fwd.attn is clone.backbone.stages[2].blocks[1].attn.w_msa
             # (random: a constant shift would be removed by norm1)
             g = torch.Generator().manual_seed(4)

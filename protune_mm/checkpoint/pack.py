@@ -34,7 +34,7 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..version import __version__
-from .policy import (annotate, frozen_identity, listed, methods_of,
+from .policy import (CheckpointError, annotate, check_readable, frozen_identity, listed, methods_of,
                      recorded_identities, state_identity, unwrap_model)
 
 PACK_FORMAT = 'protune_mm.prompt_pack'
@@ -53,7 +53,7 @@ def the_wrapper(model: nn.Module) -> Tuple[str, nn.Module]:
     wrappers = methods_of(model)
     if len(wrappers) != 1:
         names = [n[:-1] or '<model>' for n, _ in wrappers]
-        raise ValueError(
+        raise CheckpointError(
             'prompt packs need exactly one protune_mm backbone wrapper (ProTune, '
             f'VPT, Frozen) in the model, found {len(wrappers)}'
             + (f': {names}' if names else ''))
@@ -69,7 +69,7 @@ def select_keys(keys, model: nn.Module, kind: str) -> List[str]:
     """The keys a pack of ``kind`` holds: ``task``, everything but the frozen set;
     ``prompts``, what the method adds (its keys outside the frozen set)."""
     if kind not in PACK_KINDS:
-        raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
+        raise CheckpointError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
     prefix, method = the_wrapper(model)
     frozen = {prefix + k for k in method.frozen_keys}
     keys = [k for k in keys if k not in frozen]
@@ -152,7 +152,7 @@ def make_prompt_pack(model: nn.Module, kind: str = 'task',
             is recorded when present.
     """
     if kind not in PACK_KINDS:
-        raise ValueError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
+        raise CheckpointError(f'pack kind must be one of {PACK_KINDS}, got {kind!r}')
     model = unwrap_model(model)
     prefix, method = the_wrapper(model)
     meta = dict(meta or {})
@@ -200,7 +200,7 @@ def _checkpoint_frozen_identity(method, prefix, state_dict) -> str:
     if present:
         if len(present) != len(wanted):
             missing = sorted(set(wanted) - set(present))
-            raise ValueError(
+            raise CheckpointError(
                 f'the checkpoint holds only part of the frozen backbone '
                 f'({len(missing)} tensors missing, e.g. {listed(missing)}): cannot '
                 'compute its identity')
@@ -210,7 +210,7 @@ def _checkpoint_frozen_identity(method, prefix, state_dict) -> str:
     for p in (prefix, 'module.' + prefix):
         if p in recorded:
             return recorded[p]
-    raise ValueError(
+    raise CheckpointError(
         'the checkpoint has no frozen backbone and no recorded identity of it: '
         'export from a full checkpoint or from one saved by PromptCheckpointHook')
 
@@ -292,28 +292,28 @@ def read_prompt_pack(path: str) -> PromptPack:
             for key in f.keys():
                 tensors[key] = f.get_tensor(key)
     except Exception as e:  # safetensors raises its own SafetensorError
-        raise ValueError(f'cannot read prompt pack {path}: truncated or not a '
-                         f'safetensors file ({type(e).__name__}: {e})') from e
+        raise CheckpointError(f'cannot read prompt pack {path}: truncated or not a '
+                              f'safetensors file ({type(e).__name__}: {e})') from e
     try:
         metadata = {k: json.loads(v) for k, v in raw.items()}
     except ValueError as e:
-        raise ValueError(f'prompt pack {path} has corrupt metadata: {e}') from e
+        raise CheckpointError(f'prompt pack {path} has corrupt metadata: {e}') from e
     if metadata.get('format') != PACK_FORMAT:
-        raise ValueError(f'{path} is a safetensors file but not a protune_mm prompt '
-                         f"pack (metadata 'format' is {metadata.get('format')!r}, "
-                         f'expected {PACK_FORMAT!r})')
+        raise CheckpointError(f'{path} is a safetensors file but not a protune_mm prompt '
+                              f"pack (metadata 'format' is {metadata.get('format')!r}, "
+                              f'expected {PACK_FORMAT!r})')
     if metadata.get('format_version') != PACK_FORMAT_VERSION:
-        raise ValueError(f'prompt pack {path} has format_version '
-                         f"{metadata.get('format_version')!r}; this protune_mm "
-                         f'reads {PACK_FORMAT_VERSION}')
+        raise CheckpointError(f'prompt pack {path} has format_version '
+                              f"{metadata.get('format_version')!r}; this protune_mm "
+                              f'reads {PACK_FORMAT_VERSION}')
     required = ('kind', 'method', 'method_config', 'backbone_type', 'backbone_config',
                 'frozen_sha256', 'prefix')
     missing = [k for k in required if k not in metadata]
     if missing:
-        raise ValueError(f'prompt pack {path} lacks metadata {missing}')
+        raise CheckpointError(f'prompt pack {path} lacks metadata {missing}')
     if metadata['kind'] not in PACK_KINDS:
-        raise ValueError(f"prompt pack {path} has kind {metadata['kind']!r}, "
-                         f'allowed {PACK_KINDS}')
+        raise CheckpointError(f"prompt pack {path} has kind {metadata['kind']!r}, "
+                              f'allowed {PACK_KINDS}')
     return PromptPack(tensors, metadata, path)
 
 
@@ -366,8 +366,8 @@ def check_pack_fits_method(method, meta: dict, path: Optional[str] = None) -> No
     :func:`method_problems`); keys and shapes are checked by the loader."""
     problems = method_problems(method, meta)
     if problems:
-        raise ValueError(f'{path or "the pack"} ({meta["kind"]} pack) does not fit '
-                         'the model:\n  - ' + '\n  - '.join(problems))
+        raise CheckpointError(f'{path or "the pack"} ({meta["kind"]} pack) does not fit '
+                              'the model:\n  - ' + '\n  - '.join(problems))
 
 
 def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
@@ -401,8 +401,8 @@ def _match(model: nn.Module, pack: PromptPack, source: str = 'pack'
         problems.append(f'shape mismatch: {listed(shapes)}')
     if problems:
         name = pack.path or f'this {source}'
-        raise ValueError(f'{name} ({kind} pack) does not fit the model:\n  - '
-                         + '\n  - '.join(problems))
+        raise CheckpointError(f'{name} ({kind} pack) does not fit the model:\n  - '
+                              + '\n  - '.join(problems))
     return prefix, method, remapped
 
 
@@ -426,7 +426,7 @@ def check_prompt_pack(model: nn.Module, pack: PromptPack,
                f"model's frozen backbone ({prefix}backbone) has {sha[:16]}... "
                '(another pretrained checkpoint, or init_weights has not run)')
         if not allow_frozen_mismatch:
-            raise ValueError(msg + '; pass allow_frozen_mismatch=True to load anyway')
+            raise CheckpointError(msg + '; pass allow_frozen_mismatch=True to load anyway')
         print_log(msg + '; loading anyway (allow_frozen_mismatch=True)',
                   logger='current', level=logging.WARNING)
     return remapped, matched
@@ -459,14 +459,17 @@ def read_checkpoint(path: str) -> dict:
     """An mmengine ``.pth`` checkpoint with ``weights_only=True`` (the allow-list
     for mmengine's objects comes with ``import protune_mm``)."""
     import pickle
+    check_readable(path)
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f'cannot load checkpoint {path} with weights_only=True: {e}'
-                         ) from e
+        raise CheckpointError(f'cannot load checkpoint {path} with '
+                              f'weights_only=True: {e}') from e
+    except RuntimeError as e:  # torch's zip reader on corrupt files
+        raise CheckpointError(f'cannot read checkpoint {path}: {e}') from e
     if not isinstance(ckpt, dict):
-        raise ValueError(f'checkpoint {path} holds a {type(ckpt).__name__}, '
-                         'expected a dict')
+        raise CheckpointError(f'checkpoint {path} holds a {type(ckpt).__name__}, '
+                              'expected a dict')
     return ckpt
 
 
@@ -511,7 +514,7 @@ def load_pack_as_checkpoint(filename: str, map_location=None) -> dict:
         try:
             state, meta = OrderedDict(load_file(filename)), {}
         except Exception as e:
-            raise ValueError(f'cannot read {filename}: {e}') from e
+            raise CheckpointError(f'cannot read {filename}: {e}') from e
     if isinstance(map_location, (str, torch.device)) and str(map_location) != 'cpu':
         for k, v in state.items():
             state[k] = v.to(map_location)

@@ -30,7 +30,7 @@ import os.path as osp
 import struct
 import zipfile
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
@@ -41,6 +41,13 @@ from mmengine.model import is_model_wrapper
 #: records: ``frozen_sha256`` (identity of the dropped frozen tensors), and for
 #: packs their metadata (``pack``) and ``allow_frozen_mismatch``.
 META_KEY = 'protune_mm'
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or pack that cannot do what was asked; the message names the
+    file or keys and the way out. Tools print it as one line."""
+
+
 _MAX_LISTED = 5
 
 
@@ -146,7 +153,7 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
     if pack is not None:
         from .pack import check_pack_fits_method
         if pack['kind'] == 'prompts' and not info.get('prompts_on_top'):
-            raise ValueError(
+            raise CheckpointError(
                 f"{info.get('path') or 'the pack'} is a prompts-only pack: it holds "
                 f'the prompts of {name} but no neck or heads, which would stay at '
                 'their random init. Load a task pack or a checkpoint and this pack '
@@ -160,7 +167,7 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
         return
     if present:
         missing = sorted(set(wanted) - set(present))
-        raise ValueError(
+        raise CheckpointError(
             f'the checkpoint holds only part of the frozen backbone of {name}: '
             f'{len(missing)} of {len(wanted)} tensors are missing ({listed(missing)}); '
             'refusing to load a half-replaced backbone')
@@ -169,7 +176,7 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
     if stock:
         if len(stock) != len(inner):
             missing = sorted(set(inner) - set(stock))
-            raise ValueError(
+            raise CheckpointError(
                 f'the checkpoint has the stock layout of {name} ({prefix}conv1... '
                 f'without the wrapper) but lacks {len(missing)} of its '
                 f'{len(inner)} tensors ({listed(missing)}); refusing to load a '
@@ -194,7 +201,7 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
                    'save with PromptCheckpointHook(save_frozen=True))')
             if not (info.get('allow_frozen_mismatch')
                     or getattr(method, 'allow_frozen_mismatch', False)):
-                raise ValueError(msg + '; allow_frozen_mismatch=True loads it anyway')
+                raise CheckpointError(msg + '; allow_frozen_mismatch=True loads it anyway')
             print_log(msg + '; loading anyway (allow_frozen_mismatch=True)',
                       logger='current', level=logging.WARNING)
     current = method.backbone.state_dict()
@@ -208,8 +215,8 @@ def _check_frozen_shapes(method, state_dict, prefix, wanted) -> None:
            f'{tuple(own[r[len("backbone."):]].shape)}' for k, r in wanted.items()
            if tuple(state_dict[k].shape) != tuple(own[r[len('backbone.'):]].shape)]
     if bad:
-        raise ValueError(f'the checkpoint\'s frozen backbone of {prefix[:-1] or "<model>"} '
-                         f'does not fit the model: {listed(bad)}')
+        raise CheckpointError(f'the checkpoint\'s frozen backbone of {prefix[:-1] or "<model>"} '
+                              f'does not fit the model: {listed(bad)}')
 
 
 def ensure_frozen_initialised(method, name: str = '') -> None:
@@ -246,14 +253,14 @@ def check_readable(path: str) -> None:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError) as e:
-            raise ValueError(f'cannot read checkpoint {path}: truncated or corrupt '
-                             f'({e})') from None
+            raise CheckpointError(f'cannot read checkpoint {path}: truncated or corrupt '
+                                  f'({e})') from None
         if not any(n.endswith('data.pkl') for n in names):
-            raise ValueError(f'cannot read checkpoint {path}: a zip file but not a '
-                             'torch checkpoint (no data.pkl)')
+            raise CheckpointError(f'cannot read checkpoint {path}: a zip file but not a '
+                                  'torch checkpoint (no data.pkl)')
     elif len(magic) < 4:
-        raise ValueError(f'cannot read checkpoint {path}: {len(magic)} bytes, empty '
-                         'or truncated')
+        raise CheckpointError(f'cannot read checkpoint {path}: {len(magic)} bytes, empty '
+                              'or truncated')
 
 
 def _check_safetensors(path: str) -> None:
@@ -263,12 +270,12 @@ def _check_safetensors(path: str) -> None:
         head = f.read(8)
         n = struct.unpack('<Q', head)[0] if len(head) == 8 else None
         if n is None or n + 8 > size:
-            raise ValueError(f'cannot read {path}: truncated or not a safetensors file')
+            raise CheckpointError(f'cannot read {path}: truncated or not a safetensors file')
         try:
             header = json.loads(f.read(n))
         except ValueError:
-            raise ValueError(f'cannot read {path}: corrupt safetensors header') from None
+            raise CheckpointError(f'cannot read {path}: corrupt safetensors header') from None
     ends = [v['data_offsets'][1] for k, v in header.items() if k != '__metadata__']
     if ends and max(ends) + n + 8 > size:
-        raise ValueError(f'cannot read {path}: truncated ({size:,} bytes, the header '
-                         f'describes {max(ends) + n + 8:,})')
+        raise CheckpointError(f'cannot read {path}: truncated ({size:,} bytes, the header '
+                              f'describes {max(ends) + n + 8:,})')

@@ -101,7 +101,7 @@ class VPT(PromptMethod):
             raise ValueError('VPT.deep=True needs a backbone made of blocks (ViT, '
                              f'Swin); {type(self.backbone).__name__} takes pad '
                              'prompts: set deep=False or leave it None')
-        if self.mechanism == 'window' and deep is False:
+        if self.mechanism == 'window' and deep is False and num_tokens:
             raise ValueError(
                 'VPT.deep must be True for window-attention backbones (Swin: VPT-deep, '
                 'own prompts in every block); VPT-shallow is not supported there, '

@@ -9,8 +9,8 @@ mask get zero rows/columns for them, i.e. every window token may attend to every
 prompt, without position bias.
 
 How it hooks in: the ``forward`` of each window attention the adapter names
-(Swin: each block's frozen ``attn.w_msa``, a ``WindowMSA``) is replaced, on that instance only, by a :class:`PromptedWindowMSA`
-object. Why this rather than the alternatives:
+(Swin: each block's frozen ``attn.w_msa``, a ``WindowMSA``) is replaced, on that
+instance only, by a :class:`PromptedWindowMSA` object. Why this rather than the alternatives:
 
 - no module is added, renamed or re-parented inside the backbone, so its
   state-dict keys (and pretrained Swin checkpoints, prompt packs) are unchanged

@@ -9,21 +9,19 @@ what made a prompt-tuned backbone use more memory than full fine-tuning.
 :func:`enable_frozen_ops` changes how the frozen conv -> BN -> ReLU chains of a
 ResNet-family backbone are computed, not what they compute:
 
-- conv followed by eval-mode BN runs as ONE conv whose weight and bias are the BN
-  folded into the conv. With gradients on they are computed from the frozen
-  tensors on every call (one pass over the weights, nothing resident, nothing to
-  invalidate); under ``no_grad`` (inference) they are cached and refolded when a
-  source tensor changes (see :func:`_folded_for_inference`). The backward is the
-  input gradient only (a transposed conv with the folded weight, recomputed; see
-  :func:`conv_input_grad`), so it saves no activation at all;
-- the BN right after such a conv becomes the identity (its work is in the conv);
+- conv followed by eval-mode BN runs as one autograd node whose forward is the
+  stock conv then BN (the same ops, so the outputs are bit-identical to the bare
+  backbone's) and whose backward is the input gradient only: a transposed conv
+  with the BN folded into the conv weight, recomputed from the frozen tensors
+  (see :func:`conv_input_grad`). It saves no activation at all;
+- the BN right after such a conv becomes the identity (its work is in that node);
 - ReLU saves a bool mask (1 byte per element) instead of its float output.
 
 Only ``forward`` of these modules is rebound (an instance attribute): parameters,
 buffers, state-dict keys, hooks and the backbone's own ``forward`` code stay as they
-are, and :func:`disable_frozen_ops` restores the stock behaviour. A pair falls back
-to the stock computation whenever folding would be wrong: BN in training mode, or a
-frozen tensor that requires grad after all.
+are, and :func:`disable_frozen_ops` restores the stock behaviour. Without an input
+gradient (inference) a pair computes the stock way; so does a pair whose BN is in
+training mode or which holds a tensor that requires grad after all.
 """
 import functools
 from typing import List, Tuple
@@ -32,22 +30,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 #: attribute marking a module whose forward was rebound here.
 _MARK = '_protune_frozen_op'
-#: attribute holding a conv's cached folded weights (not a buffer: no state-dict key).
-_CACHE = '_protune_folded_cache'
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
-    return _fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-                 bn.running_var, bn.eps)
-
-
-def _conv(x, weight, bias, conv):
-    return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation,
-                    conv.groups)
+    return fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
+                                bn.running_var, bn.eps, bn.weight, bn.bias)
 
 
 def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride, padding,
@@ -75,22 +67,9 @@ def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride, padding,
                               groups, dilation)
 
 
-def _fold(weight, bias, bn_weight, bn_bias, mean, var, eps):
-    """:func:`fold_conv_bn` on tensors."""
-    scale = torch.rsqrt(var + eps)
-    if bn_weight is not None:
-        scale = bn_weight * scale
-    shift = -mean * scale
-    if bn_bias is not None:
-        shift = shift + bn_bias
-    if bias is not None:
-        shift = shift + bias * scale
-    return weight * scale.reshape(-1, 1, 1, 1), shift
-
-
 class _FrozenConvBN(torch.autograd.Function):
-    """Folded conv+BN whose backward computes the input gradient only and saves
-    no activation: the folded weight is recomputed from the frozen tensors.
+    """Frozen conv+BN: the stock forward, and a backward that computes the input
+    gradient only, with the BN folded into the conv weight, saving no activation.
 
     Takes tensors and the conv geometry, not modules, so that torch.compile
     traces it as one graph (forward and backward)."""
@@ -101,15 +80,14 @@ class _FrozenConvBN(torch.autograd.Function):
         ctx.geometry = (stride, padding, dilation, groups, eps)
         ctx.input_shape, ctx.input_dtype = x.shape, x.dtype
         ctx.save_for_backward(weight, bn_weight, mean, var)
-        w, b = _fold(weight, bias, bn_weight, bn_bias, mean, var, eps)
-        return F.conv2d(x, w.to(x.dtype), b.to(x.dtype), stride, padding, dilation,
-                        groups)
+        y = F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return F.batch_norm(y, mean, var, bn_weight, bn_bias, False, 0., eps)
 
     @staticmethod
     def backward(ctx, grad):
         weight, bn_weight, mean, var = ctx.saved_tensors
         stride, padding, dilation, groups, eps = ctx.geometry
-        w, _ = _fold(weight, None, bn_weight, None, mean, var, eps)
+        w, _ = fuse_conv_bn_weights(weight, None, mean, var, eps, bn_weight, None)
         grad_x = conv_input_grad(grad, w.to(grad.dtype), stride, padding, dilation,
                                  groups, ctx.input_shape)
         return (grad_x.to(ctx.input_dtype), ) + (None, ) * 11
@@ -160,37 +138,12 @@ def _conv_bn_forward(conv: nn.Conv2d, owner: nn.Module, conv_name: str,
     if bn.training or not _is_frozen(conv, bn):
         # Folding needs running statistics and frozen tensors: stock computation.
         return type(bn).forward(bn, type(conv).forward(conv, x))
-    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        conv.__dict__.pop(_CACHE, None)  # training: no resident copy of weights
     if _needs_input_grad(x):
         return _FrozenConvBN.apply(x, conv.weight, conv.bias, bn.weight, bn.bias,
                                    bn.running_mean, bn.running_var, bn.eps,
                                    conv.stride, conv.padding, conv.dilation,
                                    conv.groups)
-    weight, bias = _folded_for_inference(conv, bn)
-    return _conv(x, weight.to(x.dtype), bias.to(x.dtype), conv)
-
-
-def _folded_for_inference(conv, bn):
-    """Folded weight and bias, cached while gradients are off (inference), where
-    refolding on every call would cost a pass over all weights. The cache is keyed
-    by the storage and version counter of each source tensor, so loading weights
-    (an in-place copy) or moving the model invalidates it; it is dropped at the
-    first call with gradients on, so it never adds to training memory."""
-    if torch.is_grad_enabled() or torch.compiler.is_compiling():
-        # A compiled graph folds once per call and needs no cache (whose key,
-        # data pointers, cannot be traced).
-        with torch.no_grad():
-            return fold_conv_bn(conv, bn)
-    sources = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
-               bn.running_var)
-    key = tuple((t.data_ptr(), t._version) if t is not None else None
-                for t in sources)
-    cached = conv.__dict__.get(_CACHE)
-    if cached is None or cached[0] != key:
-        cached = (key, ) + fold_conv_bn(conv, bn)
-        conv.__dict__[_CACHE] = cached
-    return cached[1], cached[2]
+    return type(bn).forward(bn, type(conv).forward(conv, x))
 
 
 def _folded_bn_forward(bn: _BatchNorm, owner: nn.Module, conv_name: str,
@@ -270,7 +223,6 @@ def disable_frozen_ops(backbone: nn.Module) -> None:
     for module in backbone.modules():
         if module.__dict__.pop(_MARK, False):
             module.__dict__.pop('forward', None)
-            module.__dict__.pop(_CACHE, None)
 
 
 def frozen_ops_enabled(backbone: nn.Module) -> bool:
