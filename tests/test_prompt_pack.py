@@ -19,7 +19,7 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from protune_mm import ProTune, PromptCheckpointHook, load_prompt_pack  # noqa: E402
-from protune_mm.engine import prompt_pack as pp  # noqa: E402
+from protune_mm.checkpoint import pack as pp  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('cat', 'dog', 'bird')
@@ -97,8 +97,7 @@ def build(scope, cfg, seed=0):
 def perturb(model, seed, only_prompts=False):
     """Make every trainable tensor (prompts, or prompts+neck+heads) non-trivial and
     seed-specific (ProTune's output scale starts at 0, i.e. inactive prompts)."""
-    prefix, _ = pp.the_wrapper(model)
-    keys = set(pp.select_keys(dict(model.named_parameters()), prefix,
+    keys = set(pp.select_keys(dict(model.named_parameters()), model,
                               'prompts' if only_prompts else 'task'))
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -181,8 +180,8 @@ def test_export_load_round_trip(tmp_path, name, kind):
     assert result.metadata['classes'] == list(CLASSES)
     prefix, wrapper = pp.the_wrapper(model_b)
     state, a_state = model_b.state_dict(), model_a.state_dict()
-    prompt_keys = set(pp.select_keys(state, prefix, 'prompts'))
-    assert set(result.keys) == set(pp.select_keys(state, prefix, kind))
+    prompt_keys = set(pp.select_keys(state, model_b, 'prompts'))
+    assert set(result.keys) == set(pp.select_keys(state, model_b, kind))
     for k in state:
         if k in result.keys:
             assert torch.equal(state[k], a_state[k]), k
@@ -239,11 +238,12 @@ def protune_r(depth=18, stages=None, **kw):
 @pytest.mark.parametrize('wrapper, words', [
     (dict(type='protune_mm.VPT', backbone=resnet(), num_tokens=4, deep=False),
      ['wrong method', "'protune'", "'vpt'"]),
-    (protune_r(depth=34), ['wrong backbone architecture', 'depth: pack 18, model 34']),
+    # Same prompt shapes on a deeper ResNet: only the frozen weights differ.
+    (protune_r(depth=34), ['other frozen backbone weights']),
     (protune_r(stages=[1, 2, 3]),
      ['protune config differs', 'stages', 'backbone.prompts.0.']),
     (protune_r(base_channels=32),
-     ['wrong backbone architecture', 'base_channels', 'shape mismatch']),
+     ['shape mismatch', 'backbone.prompts.0.']),
 ], ids=['method', 'depth', 'stages', 'widths'])
 def test_refuses_other_model(protune_pack, wrapper, words):
     neck_in = [64, 128, 256] if wrapper['backbone'].get('base_channels') == 32 \
@@ -454,8 +454,8 @@ def test_checkpoint_hook_saves_small_checkpoints_and_resumes(tmp_path, save_froz
     assert {'optimizer', 'message_hub'} <= set(ckpt) and ckpt['meta']['iter'] == 2
     if save_frozen:
         return
-    assert ckpt['meta']['protune_mm_frozen_sha256'] == {
-        'backbone': pp.frozen_identity(model.backbone)}
+    assert pp.recorded_identities(ckpt['state_dict']) == {
+        'backbone.': pp.frozen_identity(model.backbone)}
     # A pack can be exported from it: the identity comes from the meta.
     pack = pp.make_prompt_pack(toy_net(), 'task', ckpt['state_dict'], ckpt['meta'])
     assert pack.metadata['frozen_sha256'] == pp.frozen_identity(model.backbone)

@@ -17,8 +17,9 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import protune_mm  # noqa: E402  (registers modules, the checkpoint allow-list)
 from mmengine.config import Config, DictAction  # noqa: E402
-from protune_mm.engine.prompt_pack import (PACK_KINDS, export_prompt_pack,  # noqa: E402
-                                           read_checkpoint)
+from protune_mm.checkpoint import CheckpointError  # noqa: E402
+from protune_mm.checkpoint.pack import (PACK_KINDS, export_prompt_pack,  # noqa: E402
+                                        read_checkpoint)
 
 
 def parse_args(argv=None):
@@ -60,9 +61,12 @@ def main(argv=None):
     if not args.out.endswith('.safetensors'):
         raise SystemExit(f'--out must end in .safetensors (load_from recognises '
                          f'packs by it), got {args.out}')
-    checkpoint = read_checkpoint(args.checkpoint)
-    model = build_model(load_config(args, checkpoint))
-    pack = export_prompt_pack(model, checkpoint, args.out, kind=args.what)
+    try:
+        checkpoint = read_checkpoint(args.checkpoint)
+        model = build_model(load_config(args, checkpoint))
+        pack = export_prompt_pack(model, checkpoint, args.out, kind=args.what)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise SystemExit(f'error: {e}')
     full = osp.getsize(args.checkpoint)
     size = osp.getsize(pack.path)
     print(f'wrote {pack.path}: {args.what} pack of {pack.metadata["method"]} '

@@ -7,8 +7,13 @@ Same command line as mmdet's / mmseg's ``tools/test.py``; CHECKPOINT may be
 - a small checkpoint of this project (frozen backbone dropped): the frozen
   backbone is loaded from its pretrained source (the inner backbone's
   ``init_cfg``) before the checkpoint, and must be the one it was trained with,
-- a prompt pack (``.safetensors``, see ``tools/export_prompts.py``), checked
+- a task pack (``.safetensors``, see ``tools/export_prompts.py``), checked
   against the model before it is loaded.
+
+``--prompts PACK`` loads a prompts-only pack on top of CHECKPOINT (the prompts of
+one task over the neck and heads of CHECKPOINT); a prompts-only pack given as
+CHECKPOINT is refused, since the neck and heads would stay at their random init.
+A checkpoint or pack that cannot be read or does not fit is one line naming it.
 
 ``--out``: mmdet configs dump the raw predictions to a ``.pkl`` file (as mmdet's
 test.py); mmseg configs save the predicted maps as PNGs into that directory (as
@@ -32,7 +37,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) a prompt-tuned detector or segmentor')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file or prompt pack')
+    parser.add_argument('checkpoint', help='checkpoint file or task pack')
+    parser.add_argument(
+        '--prompts',
+        help='a prompts-only pack loaded on top of CHECKPOINT before testing')
     parser.add_argument(
         '--work-dir',
         help='the directory to save the file containing evaluation metrics')
@@ -108,16 +116,14 @@ def setup_cfg(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(args.config)
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    from protune_mm.checkpoint import check_readable, ensure_pack_hook
+    check_readable(args.checkpoint)
     cfg.load_from = args.checkpoint
-    # Small checkpoints and prompt packs lack the frozen backbone: the
-    # PromptCheckpointHook loads it from its pretrained source (init_cfg) first
-    # (Runner.test() never calls init_weights) and checks that it is the one
-    # the prompts were trained with; packs are read via a CheckpointLoader
-    # scheme for *.safetensors. Configs without the hook get one.
-    from protune_mm.engine.prompt_pack import ensure_pack_hook
-    ensure_pack_hook(cfg)
+    # Small checkpoints and packs lack the frozen backbone: the checkpoint policy
+    # loads it from its pretrained source (init_cfg) and checks it is the one
+    # they were trained with. The hook validates packs as a whole before loading
+    # and loads --prompts on top; configs without it get one.
+    ensure_pack_hook(cfg, prompts=args.prompts)
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args, task)
     if args.out is not None:
@@ -133,8 +139,12 @@ def main(argv=None):
         setup_cpu_distributed(cfg)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f'error: {e}')
+    from protune_mm.checkpoint import CheckpointError
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.test()
+    try:
+        runner.test()
+    except CheckpointError as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -102,6 +102,9 @@ def apply_args(cfg: Config, args) -> Config:
             raise FileNotFoundError(f'--resume: checkpoint {args.resume} does not exist')
         cfg.resume = True
         cfg.load_from = args.resume
+    if cfg.get('load_from'):
+        from protune_mm.checkpoint import check_readable
+        check_readable(cfg.load_from)
     return cfg
 
 
@@ -120,7 +123,11 @@ def main(argv=None):
     except (FileNotFoundError, ValueError) as e:
         # Set-up problems (missing data, bad flags): one line, not a traceback.
         sys.exit(f'error: {e}')
-    build_runner(cfg).train()
+    from protune_mm.checkpoint import CheckpointError
+    try:
+        build_runner(cfg).train()
+    except CheckpointError as e:
+        sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

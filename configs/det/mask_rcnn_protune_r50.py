@@ -1,7 +1,5 @@
 # Pro-tuning of a frozen ImageNet ResNet-50 in Mask R-CNN on COCO 2017; data/schedule from mmdet's mask-rcnn_r50_fpn_1x_coco, AdamW lr chosen here (see optim_wrapper).
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../_base_/protune_runtime.py']
 
 model = dict(
     backbone=dict(
@@ -35,11 +33,5 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # ProTune output scales start at 0; weight decay would pull the prompt
     # blocks back to the identity.
-    paramwise_cfg=dict(custom_keys={'.scale': dict(decay_mult=0.)}))
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone (it is reloaded from its
-    # init_cfg); save_frozen=True writes full mmengine checkpoints instead.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
-]
+    paramwise_cfg=dict(custom_keys={
+        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))

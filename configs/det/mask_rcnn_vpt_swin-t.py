@@ -1,7 +1,5 @@
 # VPT-deep prompts on a frozen ImageNet-1k Swin-T in Mask R-CNN on COCO 2017; data/schedule/AdamW from mmdet's mask-rcnn_swin-t-p4-w7_fpn_1x_coco, lr doubled here.
-_base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/protune_runtime.py']
 
 pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'  # noqa
 model = dict(
@@ -37,9 +35,3 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(lr=2e-4),
     paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
-]

@@ -1,7 +1,5 @@
 # VPT-deep prompts on a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in Mask R-CNN on COCO 2017; data/1x schedule from mmdet's mask-rcnn_r50_fpn_1x_coco, AdamW as mask_rcnn_protune_r50.py.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../_base_/protune_runtime.py']
 
 model = dict(
     backbone=dict(
@@ -29,9 +27,3 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
-]

@@ -1,7 +1,5 @@
 # Pro-tuning of a frozen ImageNet ResNet-50 in RetinaNet on COCO 2017; data/schedule from mmdet's retinanet_r50_fpn_1x_coco, AdamW as mask_rcnn_protune_r50.py.
-_base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../_base_/protune_runtime.py']
 
 model = dict(
     backbone=dict(
@@ -29,10 +27,5 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
     # ProTune output scales start at 0; decay would pull blocks back to identity.
-    paramwise_cfg=dict(custom_keys={'.scale': dict(decay_mult=0.)}))
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
-]
+    paramwise_cfg=dict(custom_keys={
+        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))

@@ -1,7 +1,5 @@
 # Pro-tuning of a frozen ImageNet ResNet-50-V1c in UPerNet on ADE20K (512x512 crops, 160k iters); data/schedule length from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW + poly from mmseg's Swin-T UPerNet.
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
 
 model = dict(
     # mmseg would copy model.pretrained into the wrapper's arguments; the
@@ -38,16 +36,10 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.01),
     # ProTune output scales start at 0; decay would pull blocks back to identity.
-    paramwise_cfg=dict(custom_keys={'.scale': dict(decay_mult=0.)}))
+    paramwise_cfg=dict(custom_keys={
+        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
          by_epoch=False),
-]
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone (it is reloaded from its
-    # init_cfg); save_frozen=True writes full mmengine checkpoints instead.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
 ]

@@ -1,7 +1,5 @@
 # Pro-tuning of a frozen ImageNet-1k Swin-T in UPerNet on ADE20K (512x512 crops, 160k iters); data/schedule/AdamW from mmseg's swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512, lr doubled here.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
 
 checkpoint_file = 'https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/swin/swin_tiny_patch4_window7_224_20220317-1cdeb081.pth'  # noqa
 model = dict(
@@ -40,10 +38,5 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(lr=1.2e-4),
     # ProTune output scales start at 0; decay would pull blocks back to identity.
-    paramwise_cfg=dict(custom_keys={'.scale': dict(decay_mult=0.)}))
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
-]
+    paramwise_cfg=dict(custom_keys={
+        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))

@@ -1,7 +1,5 @@
 # VPT-deep prompts on a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in UPerNet on ADE20K; data/160k schedule from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW as upernet_protune_r50_ade20k.py.
-_base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
-
-custom_imports = dict(imports=['protune_mm'], allow_failed_imports=False)
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
 
 model = dict(
     pretrained=None,
@@ -35,10 +33,4 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
          by_epoch=False),
-]
-
-custom_hooks = [
-    dict(type='protune_mm.ParamReportHook'),
-    # Checkpoints without the frozen backbone; save_frozen=True for full ones.
-    dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
 ]

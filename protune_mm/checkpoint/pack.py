@@ -529,18 +529,30 @@ CheckpointLoader.register_scheme(prefixes=PACK_SCHEME, loader=load_pack_as_check
                                  force=True)
 
 
-def ensure_pack_hook(cfg) -> bool:
-    """Make the runner built from ``cfg`` validate the packs it loads.
+def ensure_pack_hook(cfg, prompts: Optional[str] = None) -> bool:
+    """Make the runner built from ``cfg`` validate the packs it loads, and load
+    the prompts pack ``prompts`` on top of its checkpoint.
 
     Adds ``PromptCheckpointHook(save_frozen=True)`` to ``cfg.custom_hooks``
     unless a PromptCheckpointHook is there (``save_frozen=True``: it does not
     change how checkpoints are saved). Returns True if it added one.
     """
+    if prompts is not None:
+        check_readable(prompts)
+        if not is_prompt_pack(prompts) or read_prompt_pack(prompts).kind != 'prompts':
+            raise CheckpointError(f'--prompts {prompts}: not a prompts-only pack '
+                                  '(export one with tools/export_prompts.py --what '
+                                  'prompts)')
     hooks = list(cfg.get('custom_hooks', None) or [])
     for hook in hooks:
         t = hook.get('type') if isinstance(hook, dict) else type(hook)
         if _type_name(t).split('.')[-1] == 'PromptCheckpointHook':
+            if prompts is not None:
+                hook['prompts'] = prompts
             return False
-    hooks.append(dict(type='protune_mm.PromptCheckpointHook', save_frozen=True))
+    hook = dict(type='protune_mm.PromptCheckpointHook', save_frozen=True)
+    if prompts is not None:
+        hook['prompts'] = prompts
+    hooks.append(hook)
     cfg.custom_hooks = hooks
     return True
