@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
@@ -51,7 +52,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_cpu_processes_train_in_step(tmp_path):
+@pytest.mark.parametrize('returned', [4, 3], ids=['all-stages', 'last-stage-unreturned'])
+def test_two_cpu_processes_train_in_step(tmp_path, returned):
+    """With ``returned=3`` the backbone's last stage reaches no output: its prompt
+    is not created, so DDP (find_unused_parameters=False) does not fail at
+    iteration 2 on a parameter without gradient."""
     make_data.make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2, image_size=128,
                         seed=0)
     (tmp_path / 'probe').mkdir()
@@ -65,6 +70,9 @@ def test_two_cpu_processes_train_in_step(tmp_path):
     cfg.custom_hooks.append(dict(type='DistProbeHook'))
     # 4 images, 2 ranks, 1 image per rank and step: 2 synchronised steps.
     cfg.train_dataloader.batch_size = 1
+    if returned < 4:
+        cfg.model.backbone.backbone.out_indices = tuple(range(returned))
+        cfg.model.neck.in_channels = cfg.model.neck.in_channels[:returned]
     assert not cfg.get('find_unused_parameters', False)
     path = str(tmp_path / 'mask_rcnn_protune_small.py')
     cfg.dump(path)
@@ -95,6 +103,7 @@ def test_two_cpu_processes_train_in_step(tmp_path):
     first, second = ranks
     assert first['final'].keys() == second['final'].keys()
     prompts = [k for k in first['final'] if k.startswith('backbone.prompts.')]
+    assert {k.split('.')[2] for k in prompts} == {str(i) for i in range(returned)}
     assert prompts and not any(k.startswith('backbone.backbone.') for k in first['final'])
     for key in first['final']:
         assert torch.equal(first['initial'][key], second['initial'][key]), key

@@ -219,12 +219,22 @@ def _check_frozen_shapes(method, state_dict, prefix, wanted) -> None:
                               f'does not fit the model: {listed(bad)}')
 
 
+def has_pretrained_source(backbone: nn.Module) -> bool:
+    """Whether ``init_weights`` loads pretrained weights (mmengine's ``Pretrained``
+    init, or TimmViT's weights) rather than drawing random ones."""
+    init_cfg = getattr(backbone, 'init_cfg', None)
+    cfgs = init_cfg if isinstance(init_cfg, list) else [init_cfg]
+    return (any(isinstance(c, dict) and c.get('type') == 'Pretrained' for c in cfgs)
+            or bool(getattr(backbone, 'weights_cfg', None)))
+
+
 def ensure_frozen_initialised(method, name: str = '') -> None:
     """Load the frozen backbone from its pretrained source unless the model was
     initialised (``Runner.test()`` and the inferencers never call
-    ``init_weights``)."""
+    ``init_weights``). A backbone without one keeps its tensors."""
     backbone = method.backbone
-    if getattr(backbone, 'is_init', False) or method.__dict__.get('_frozen_initialised'):
+    if (getattr(backbone, 'is_init', False) or method.__dict__.get('_frozen_initialised')
+            or not has_pretrained_source(backbone)):
         return
     print_log(f'{type(method).__name__} at {name or "<model>"}: the checkpoint has no '
               'frozen backbone; initialising it from its pretrained source '
