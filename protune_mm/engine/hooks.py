@@ -5,7 +5,8 @@ from mmengine.hooks import Hook
 
 from ..checkpoint.pack import (PACK_META_KEY, PromptPack, check_prompt_pack,
                                load_prompt_pack)
-from ..checkpoint.policy import methods_of, strip_frozen, unwrap_model
+from ..checkpoint.policy import (ensure_frozen_initialised, methods_of, strip_frozen,
+                                 unwrap_model)
 from ..registry import HOOKS
 from .report import format_report, parameter_report, skipped_prompts
 
@@ -90,7 +91,10 @@ class PromptCheckpointHook(Hook):
         pack = PromptPack(checkpoint['state_dict'], pack_meta,
                           meta.get('protune_mm_pack_path'))
         if pack.kind == 'task':
-            # All or nothing: neck and heads are checked before any tensor is copied.
+            # All or nothing: neck and heads are checked before any tensor is
+            # copied, against the frozen backbone from its pretrained source.
+            for prefix, method in methods_of(runner.model):
+                ensure_frozen_initialised(method, prefix[:-1])
             check_prompt_pack(runner.model, pack, self.allow_frozen_mismatch)
 
     def _load_prompts(self, runner) -> None:

@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 #: attribute marking a module whose forward was rebound here.
 _MARK = '_protune_frozen_op'
@@ -38,8 +37,22 @@ _MARK = '_protune_frozen_op'
 
 def fold_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the conv equal to ``bn(conv(x))`` with ``bn`` in eval mode."""
-    return fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean,
-                                bn.running_var, bn.eps, bn.weight, bn.bias)
+    return _fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean,
+                 bn.running_var, bn.eps)
+
+
+def _fold(weight, bias, bn_weight, bn_bias, mean, var, eps):
+    """torch.nn.utils.fusion.fuse_conv_bn_weights on plain tensors: that one wraps
+    its results in nn.Parameter, which torch.compile cannot trace in a backward."""
+    scale = torch.rsqrt(var + eps)
+    if bn_weight is not None:
+        scale = bn_weight * scale
+    shift = -mean * scale
+    if bn_bias is not None:
+        shift = shift + bn_bias
+    if bias is not None:
+        shift = shift + bias * scale
+    return weight * scale.reshape(-1, 1, 1, 1), shift
 
 
 def conv_input_grad(grad: torch.Tensor, weight: torch.Tensor, stride, padding,
@@ -87,7 +100,7 @@ class _FrozenConvBN(torch.autograd.Function):
     def backward(ctx, grad):
         weight, bn_weight, mean, var = ctx.saved_tensors
         stride, padding, dilation, groups, eps = ctx.geometry
-        w, _ = fuse_conv_bn_weights(weight, None, mean, var, eps, bn_weight, None)
+        w, _ = _fold(weight, None, bn_weight, None, mean, var, eps)
         grad_x = conv_input_grad(grad, w.to(grad.dtype), stride, padding, dilation,
                                  groups, ctx.input_shape)
         return (grad_x.to(ctx.input_dtype), ) + (None, ) * 11
@@ -100,7 +113,8 @@ class _MaskReLU(torch.autograd.Function):
     def forward(ctx, x, inplace: bool):
         if inplace:
             ctx.mark_dirty(x)
-            out = x.relu_()
+            x.relu_()
+            out = x  # the dirty input itself (torch.compile requires it)
         else:
             out = torch.relu(x)
         ctx.save_for_backward(out > 0)
