@@ -1,9 +1,9 @@
-"""tools/make_synthetic_data.py: the stock mmdet / mmseg dataset configs load the
-synthetic sets unchanged and run their pipelines; annotations agree with the pixels;
-files are byte-identical per seed; reruns skip, --force and new parameters rewrite,
-and an interrupted run never replaces a complete set."""
+"""protune_mm.data.synthetic (tools/make_synthetic_data.py): the stock mmdet / mmseg
+dataset configs load the synthetic sets unchanged and run their pipelines;
+annotations agree with the pixels; files are byte-identical per seed; reruns skip,
+--force and new parameters rewrite, and an interrupted run never replaces a complete
+set."""
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from protune_mm.data import synthetic as synth
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'make_synthetic_data.py')
-
-_spec = importlib.util.spec_from_file_location('make_synthetic_data', TOOL)
-synth = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synth)
 
 # Unused ids of the official COCO 2017 files.
 COCO_ID_GAPS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}

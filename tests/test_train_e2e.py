@@ -20,6 +20,8 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
+from protune_mm.data import synthetic as make_data
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The method configs (configs/quickstart/ holds the synthetic-data demo ones).
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
@@ -41,8 +43,6 @@ test_tool = load_tool('test')
 
 # ----------------------------------------------------------------------------------
 # Data: the project's synthetic COCO / ADE20K generator, tiny.
-
-make_data = load_tool('make_synthetic_data')
 
 
 @pytest.fixture(scope='module')

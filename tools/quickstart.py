@@ -99,7 +99,7 @@ def main(argv=None):
     os.chdir(REPO)
 
     say('1/5 synthetic data (data/synthetic/)')
-    from make_synthetic_data import make_ade20k, make_coco
+    from protune_mm.data import make_ade20k, make_coco
     for make, root in ((make_coco, 'data/synthetic/coco'),
                        (make_ade20k, 'data/synthetic/ade')):
         result = make(root)
