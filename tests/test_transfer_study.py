@@ -1,9 +1,8 @@
-"""tools/transfer_study.py end to end at toy scale (a few iterations on 32 px images):
-the JSON holds every requested method with a real mIoU and parameter counts, head-only
-trains nothing on the backbone side, the frozen backbones saved after adaptation are
-the pre-trained checkpoint bit for bit while full fine-tuning and the prompts moved,
-and bad options fail naming the option."""
-import importlib.util
+"""protune_mm.study.transfer (tools/transfer_study.py) end to end at toy scale (a few
+iterations on 32 px images): the JSON holds every requested method with a real mIoU
+and parameter counts, head-only trains nothing on the backbone side, the frozen
+backbones saved after adaptation are the pre-trained checkpoint bit for bit while
+full fine-tuning and the prompts moved, and bad options fail naming the option."""
 import json
 import os
 import os.path as osp
@@ -13,12 +12,10 @@ import sys
 import pytest
 import torch
 
+from protune_mm.study import transfer as study_tool
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'transfer_study.py')
-
-_spec = importlib.util.spec_from_file_location('transfer_study', TOOL)
-study_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study_tool)
 
 METHODS = ['frozen', 'protune', 'vpt', 'full']
 BACKBONES = ['resnet', 'vit']
