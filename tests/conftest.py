@@ -12,6 +12,9 @@ import uuid
 
 import pytest
 
+# SyncBN -> BN everywhere in a nested config: one CPU process has no process group.
+from protune_mm.benchmark.model import replace_syncbn as sync_bn_to_bn
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The method configs (configs/quickstart/ holds the synthetic-data demo ones).
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
@@ -47,18 +50,6 @@ def synthetic_data(tmp_path_factory):
 
 # ----------------------------------------------------------------------------------
 # Shrinking a real config to a few CPU seconds.
-
-def sync_bn_to_bn(node):
-    """SyncBN -> BN everywhere in a nested config (one CPU process has no group)."""
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for v in node.values():
-            sync_bn_to_bn(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            sync_bn_to_bn(v)
-
 
 def shrink_model(model):
     """Tiny inner backbone (random init) and heads adapted to its widths."""

@@ -58,7 +58,7 @@ RESULT_TAG = 'BENCHMARK_RESULT '
 
 def parse_variant(spec: str) -> dict:
     """``[LABEL=]METHOD[+me][:JSON]`` -> dict(label, method, memory_efficient, kwargs)."""
-    label, _, rest = spec.rpartition('=') if '=' in spec.split(':', 1)[0] else ('', '', spec)
+    label, _, rest = spec.partition('=') if '=' in spec.split(':', 1)[0] else ('', '', spec)
     name, _, kwargs = rest.partition(':')
     memory_efficient = name.endswith('+me')
     method = name[:-3] if memory_efficient else name
@@ -77,16 +77,16 @@ def parse_variant(spec: str) -> dict:
                 memory_efficient=memory_efficient, kwargs=kwargs)
 
 
-def _replace_syncbn(cfg):
+def replace_syncbn(cfg):
     """SyncBN needs a process group; one CPU/GPU process uses plain BN."""
     if isinstance(cfg, dict):
         if cfg.get('type') == 'SyncBN':
             cfg['type'] = 'BN'
         for v in cfg.values():
-            _replace_syncbn(v)
+            replace_syncbn(v)
     elif isinstance(cfg, (list, tuple)):
         for v in cfg:
-            _replace_syncbn(v)
+            replace_syncbn(v)
 
 
 def load_config(path: str):
@@ -114,7 +114,7 @@ def model_config(cfg, variant: dict):
         model['backbone'] = backbone
     backbone['init_cfg'] = None
     backbone.pop('pretrained', None)
-    _replace_syncbn(model)
+    replace_syncbn(model)
     wrapper = METHODS[variant['method']]
     if wrapper is not None:
         kwargs = dict(config_kwargs, **variant['kwargs'])
