@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 
 from conftest import REPO, config_path, shrink
+
+pytestmark = pytest.mark.slow  # two training processes
 
 # A hook the training processes import (via custom_imports): each rank saves what
 # it trained, and what it saw, at the end of the run.

@@ -69,6 +69,7 @@ def metric_keys(cfg):
 
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', [osp.splitext(osp.basename(p))[0] for p in CONFIGS])
 def test_scaled_down_config_trains_and_evaluates(name, synthetic_data, tmp_path):
     cfg = shrink(Config.fromfile(config_path(name)), synthetic_data, str(tmp_path))
@@ -106,6 +107,7 @@ def _pretrained_file(cfg, path):
     return {k: v.clone() for k, v in inner.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resume_restores_iteration_and_optimizer_state(synthetic_data, tmp_path):
     base = shrink(Config.fromfile(config_path('retinanet_protune_r50')), synthetic_data,
                   str(tmp_path))
@@ -218,6 +220,7 @@ def test_amp_is_refused_on_cpu_with_a_clear_message(tmp_path):
     assert '--amp needs a CUDA' in str(e.value.code)
 
 
+@pytest.mark.slow
 def test_cli_train_then_test_small_checkpoint(synthetic_data, tmp_path):
     """tools/train.py on the command line writes a small checkpoint; tools/test.py
     completes it (or a prompt pack made from it) with the pretrained frozen
