@@ -17,4 +17,4 @@ __all__ = ['__version__', 'MODELS', 'HOOKS', 'PromptMethod', 'FrozenBackboneWrap
            'adapter_for', 'register_adapter', 'find_wrappers', 'ParamReportHook',
            'PromptCheckpointHook', 'parameter_report', 'load_prompt_pack',
            'read_prompt_pack', 'export_prompt_pack', 'is_prompt_pack', 'PromptPack',
-           'pack_nbytes', 'check_readable']
+           'pack_nbytes', 'check_readable', 'format_report']

@@ -1,15 +1,22 @@
 """tools/benchmark.py and tools/benchmark_backbone.py end to end at toy scale: every
 variant runs in its own process and lands in the JSON with its measures, the ratios
 are to the first variant, the parameter counts are those each method implies, and
-the chart is drawn. Nothing here is a timing claim."""
+the chart is drawn; and their helpers (variant specs, model configs, medians,
+ratios) on their own. Nothing here is a timing claim."""
 import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+import pytest
+
+from conftest import REPO
+from protune_mm.benchmark import backbone as bench_backbone
+from protune_mm.benchmark import model as bench
 
 
+@pytest.mark.slow
 def test_benchmark_writes_every_variant_with_its_measures(tmp_path):
     out = tmp_path / 'bench.json'
     proc = subprocess.run(
@@ -52,6 +59,7 @@ def test_benchmark_refuses_bad_options():
     assert "--methods: unknown method 'lora'" in proc.stderr and "'protune'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_backbone_benchmark_prints_every_variant():
     proc = subprocess.run(
         [sys.executable, osp.join(REPO, 'tools', 'benchmark_backbone.py'),
@@ -61,3 +69,90 @@ def test_backbone_benchmark_prints_every_variant():
     rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
     assert list(rows) == ['full', 'frozen', 'frozen+me', 'protune+me', 'protune_s123+me']
     assert rows['full'][1] == '1.000' and rows['full'][3] == '1.000'
+
+
+# ----------------------------------------------------------------------------------
+# The helpers, without running a model.
+
+R50 = dict(type='ResNet', depth=50, norm_cfg=dict(type='SyncBN', requires_grad=True),
+           init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))
+
+
+def _config(backbone):
+    from mmengine.config import Config
+    return Config(dict(model=dict(type='RetinaNet', backbone=backbone,
+                                  neck=dict(type='FPN', norm_cfg=dict(type='SyncBN')))))
+
+
+def test_parse_variant_reads_label_method_and_options():
+    assert bench.parse_variant('protune') == dict(
+        label='protune', method='protune', memory_efficient=False, kwargs={})
+    assert bench.parse_variant('pt_s12=protune+me:{"stages": [1, 2]}') == dict(
+        label='pt_s12', method='protune', memory_efficient=True, kwargs={'stages': [1, 2]})
+    assert bench.parse_variant('vpt+me')['label'] == 'vpt+me'
+    # An '=' inside the JSON is neither the label's nor the method's.
+    assert bench.parse_variant('vpt:{"location": "a=b"}')['label'] == 'vpt'
+    assert bench.parse_variant('v=vpt:{"location": "a=b"}') == dict(
+        label='v', method='vpt', memory_efficient=False, kwargs={'location': 'a=b'})
+    for spec, words in (('lora', "unknown method 'lora'"),
+                        ('full+me', "'+me' needs a frozen backbone"),
+                        ('vpt:{"num_tokens": 5', 'bad JSON'),
+                        ('vpt:[5]', 'must be a JSON object')):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            bench.parse_variant(spec)
+
+
+def test_model_config_wraps_the_stock_backbone_with_random_init():
+    cfg = _config(R50)
+    full = bench.model_config(cfg, bench.parse_variant('full'))
+    assert full['backbone']['type'] == 'ResNet' and full['backbone']['init_cfg'] is None
+    # One process has no process group: SyncBN becomes BN, in the backbone and the neck.
+    assert full['backbone']['norm_cfg']['type'] == full['neck']['norm_cfg']['type'] == 'BN'
+    vpt = bench.model_config(cfg, bench.parse_variant('vpt+me:{"num_tokens": 5}'))
+    # ResNet takes pad prompts: deep=False unless asked otherwise.
+    assert vpt['backbone'] == dict(type='protune_mm.VPT', backbone=full['backbone'],
+                                   num_tokens=5, deep=False, memory_efficient=True)
+    assert cfg.model.backbone.init_cfg.type == 'Pretrained'  # the config is not edited
+
+
+def test_model_config_of_a_prompt_config_keeps_its_options_for_its_own_method():
+    cfg = _config(dict(type='protune_mm.ProTune', backbone=R50, stages=[1, 2]))
+    same = bench.model_config(cfg, bench.parse_variant('protune'))
+    assert same['backbone']['type'] == 'protune_mm.ProTune'
+    assert same['backbone']['stages'] == [1, 2]
+    assert same['backbone']['backbone']['init_cfg'] is None
+    other = bench.model_config(cfg, bench.parse_variant('frozen'))
+    assert other['backbone']['type'] == 'protune_mm.Frozen' and 'stages' not in other['backbone']
+    assert bench.model_config(cfg, bench.parse_variant('full'))['backbone']['type'] == 'ResNet'
+
+
+def test_aggregate_takes_medians_over_rounds_in_first_seen_order():
+    runs = [dict(variant='full', step_time_s=s, peak_mem_bytes=m, round=r)
+            for r, (s, m) in enumerate([(3.0, 10), (1.0, 30), (2.0, 20)])]
+    runs.insert(1, dict(variant='frozen', step_time_s=1.5, peak_mem_bytes=5, round=0))
+    agg = bench.aggregate(runs)
+    assert list(agg) == ['full', 'frozen']
+    assert (agg['full']['step_time_s'], agg['full']['peak_mem_bytes']) == (2.0, 20)
+    assert (agg['full']['rounds'], agg['frozen']['rounds']) == (3, 1)
+    assert 'infer_latency_s' not in agg['full']  # not measured (--no-timing)
+
+
+def test_format_table_gives_ratios_to_the_reference():
+    agg = {'full': dict(trainable_params=4e6, step_time_s=2.0),
+           'frozen': dict(trainable_params=1e6, step_time_s=1.0)}
+    lines = bench.format_table(agg, 'full').splitlines()
+    assert lines[2].split() == ['full', '4.00M', '2.000', '1.000', '1.000']
+    assert lines[3].split() == ['frozen', '1.00M', '1.000', '0.250', '0.500']
+    assert lines[-1] == "(x = ratio to 'full')"
+    agg['full']['step_time_s'] = 0.0  # no ratio to a zero
+    assert bench.format_table(agg, 'full').splitlines()[3].split()[-1] == '-'
+
+
+def test_backbone_ratios_are_medians_of_per_round_ratios_without_warmup():
+    times = {'full': [(100.0, 100.0), (1.0, 2.0), (2.0, 2.0), (4.0, 2.0)],
+             'frozen': [(0.1, 0.1), (0.5, 1.0), (2.0, 3.0), (2.0, 2.0)]}
+    out = bench_backbone.summarise(times)
+    assert out['full'] == (2.0, 1.0, 2.0, 1.0)
+    # Train ratios per round 0.5, 1.0, 0.5: median 0.5, where the ratio of the
+    # medians (2.0 / 2.0) would say 1.0.
+    assert out['frozen'] == (2.0, 0.5, 2.0, 1.0)

@@ -1,6 +1,5 @@
 """Every config in configs/ loads through the stock mmdet/mmseg base and builds the
 model it promises (pretrained weights are not loaded: init_weights is not called)."""
-import glob
 import importlib
 import os.path as osp
 
@@ -8,10 +7,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The method configs (configs/quickstart/ holds the synthetic-data demo ones).
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
-                 glob.glob(osp.join(REPO, 'configs', 'seg', '*.py')))
+from conftest import CONFIGS, config_path
 
 # config name -> (wrapper class, inner backbone class, model class)
 EXPECTED = {
@@ -118,7 +114,7 @@ def _paramwise_groups(cfg, model):
 
 @pytest.mark.parametrize('name', ['mask_rcnn_protune_r50', 'upernet_vpt_swin-t_ade20k'])
 def test_no_weight_decay_on_scales_and_prompts(name):
-    path = osp.join(REPO, 'configs', 'det' if 'rcnn' in name else 'seg', name + '.py')
+    path = config_path(name)
     cfg, model = build(path)
     decay = _paramwise_groups(cfg, model)
     prompt_decay = {n: d for n, d in decay.items() if n.startswith('backbone.prompts.')}
@@ -136,8 +132,8 @@ def test_no_weight_decay_on_scales_and_prompts(name):
 
 
 def test_protune_r50_detector_prompts_are_small():
-    from protune_mm.engine.param_report import parameter_report
-    _, model = build(osp.join(REPO, 'configs', 'det', 'mask_rcnn_protune_r50.py'))
+    from protune_mm import parameter_report
+    _, model = build(config_path('mask_rcnn_protune_r50'))
     report = parameter_report(model)
     backbone = report['frozen backbone']['total']
     prompts = report['prompts']['total']

@@ -11,7 +11,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from test_train_e2e import REPO, config_path, make_data, shrink
+from conftest import REPO, config_path, shrink
+
+pytestmark = pytest.mark.slow  # two training processes
 
 # A hook the training processes import (via custom_imports): each rank saves what
 # it trained, and what it saw, at the end of the run.
@@ -53,18 +55,16 @@ def _free_port():
 
 
 @pytest.mark.parametrize('returned', [4, 3], ids=['all-stages', 'last-stage-unreturned'])
-def test_two_cpu_processes_train_in_step(tmp_path, returned):
+def test_two_cpu_processes_train_in_step(synthetic_data, tmp_path, returned):
     """With ``returned=3`` the backbone's last stage reaches no output: its prompt
     is not created, so DDP (find_unused_parameters=False) does not fail at
     iteration 2 on a parameter without gradient."""
-    make_data.make_coco(str(tmp_path / 'coco'), num_train=4, num_val=2, image_size=128,
-                        seed=0)
     (tmp_path / 'probe').mkdir()
     (tmp_path / 'probe' / 'dist_probe.py').write_text(PROBE)
 
     work_dir = str(tmp_path / 'work')
-    cfg = shrink(Config.fromfile(config_path('mask_rcnn_protune_r50')),
-                 dict(coco=str(tmp_path / 'coco') + '/'), work_dir)
+    cfg = shrink(Config.fromfile(config_path('mask_rcnn_protune_r50')), synthetic_data,
+                 work_dir)
     cfg.custom_imports = dict(imports=['protune_mm', 'dist_probe'],
                               allow_failed_imports=False)
     cfg.custom_hooks.append(dict(type='DistProbeHook'))

@@ -14,6 +14,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 import protune_mm  # noqa: F401  (what custom_imports does in a config)
+from conftest import sync_bn_to_bn
 from protune_mm import FrozenBackboneWrapper
 
 pytest.importorskip('mmdet')
@@ -52,17 +53,6 @@ def shrink_two_stage(model: dict, width: int = 32):
     rcnn = model.train_cfg.rcnn
     for stage in rcnn if isinstance(rcnn, list) else [rcnn]:
         stage.sampler.num = 64
-
-
-def sync_bn_to_bn(node):
-    if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
-        for v in node.values():
-            sync_bn_to_bn(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            sync_bn_to_bn(v)
 
 
 def det_batch(n=2, size=64):

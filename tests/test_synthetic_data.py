@@ -1,9 +1,9 @@
-"""tools/make_synthetic_data.py: the stock mmdet / mmseg dataset configs load the
-synthetic sets unchanged and run their pipelines; annotations agree with the pixels;
-files are byte-identical per seed; reruns skip, --force and new parameters rewrite,
-and an interrupted run never replaces a complete set."""
+"""protune_mm.data.synthetic (tools/make_synthetic_data.py): the stock mmdet / mmseg
+dataset configs load the synthetic sets unchanged and run their pipelines;
+annotations agree with the pixels; files are byte-identical per seed; reruns skip,
+--force and new parameters rewrite, and an interrupted run never replaces a complete
+set."""
 import hashlib
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(REPO, 'tools', 'make_synthetic_data.py')
+from conftest import REPO
+from protune_mm.data import synthetic as synth
 
-_spec = importlib.util.spec_from_file_location('make_synthetic_data', TOOL)
-synth = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synth)
+TOOL = osp.join(REPO, 'tools', 'make_synthetic_data.py')
 
 # Unused ids of the official COCO 2017 files.
 COCO_ID_GAPS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
@@ -323,6 +321,7 @@ def test_refuses_foreign_directory_and_bad_parameters(tmp_path):
     assert not (tmp_path / 'x').exists()
 
 
+@pytest.mark.slow  # four command lines, each importing protune_mm (torch, mmdet)
 def test_cli_writes_then_skips(tmp_path):
     cmd = [sys.executable, TOOL, '--only', 'ade', '--ade', str(tmp_path / 'ade'),
            '--num-train', '2', '--num-val', '1', '--size', '96']
@@ -335,3 +334,47 @@ def test_cli_writes_then_skips(tmp_path):
     assert not (tmp_path / 'coco').exists()
     bad = subprocess.run(cmd + ['--size', '10'], capture_output=True, text=True)
     assert bad.returncode != 0 and 'image_size must be >= 64' in bad.stderr
+
+
+# ------------------------------------------------------------------ the drawing parts
+
+def test_image_sizes_have_the_long_side_asked_for():
+    rng = np.random.default_rng(0)
+    sizes = {synth._image_size(200, rng) for _ in range(30)}
+    assert sizes == {(200, 150), (150, 200), (200, 200)}  # landscape, portrait, square
+
+
+def test_placed_objects_never_touch_and_stay_inside():
+    rng = np.random.default_rng(0)
+    boxes = []
+    extent = np.array([-10., -5., 10., 5.])  # a 20 x 10 shape around the origin
+    offsets = [synth._place(extent, 100, 80, boxes, rng, margin=3) for _ in range(40)]
+    placed = [o for o in offsets if o is not None]
+    assert len(placed) == len(boxes) > 3 and len(placed) < 40  # the image fills up
+    for i, a in enumerate(boxes):
+        assert a[0] >= 3 and a[1] >= 3 and a[2] <= 97 and a[3] <= 77
+        for b in boxes[i + 1:]:
+            assert (a[0] >= b[2] + 3 or b[0] >= a[2] + 3 or
+                    a[1] >= b[3] + 3 or b[1] >= a[3] + 3), (a, b)
+    # A shape larger than the image has no place, and nothing is recorded.
+    assert synth._place(np.array([-60., -5., 60., 5.]), 100, 80, boxes, rng) is None
+    assert len(boxes) == len(placed)
+
+
+def test_polygon_mask_fills_the_polygon():
+    square = synth._rect(20, 10) + [30, 20]  # x 20..40, y 15..25
+    mask = synth._polygon_mask(square, 64, 48)
+    ys, xs = np.nonzero(mask)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (20, 40, 15, 25)
+    assert mask.sum() == 21 * 11  # PIL fills the outline's pixels too
+    # Rotation about the origin keeps every corner's distance to it.
+    turned = synth._rotate(synth._rect(20, 10), 30)
+    assert np.allclose(np.linalg.norm(turned, axis=1), np.hypot(10, 5))
+
+
+def test_read_stamp_is_none_without_a_readable_stamp(tmp_path):
+    assert synth.read_stamp(str(tmp_path / 'missing')) is None
+    (tmp_path / synth.STAMP).write_text('{not json')
+    assert synth.read_stamp(str(tmp_path)) is None
+    (tmp_path / synth.STAMP).write_text('{"kind": "coco"}')
+    assert synth.read_stamp(str(tmp_path)) == {'kind': 'coco'}

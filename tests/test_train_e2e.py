@@ -8,7 +8,6 @@ functions (one test uses the command line) and checks the stock metric keys.
 """
 import copy
 import glob
-import importlib.util
 import os.path as osp
 import pickle
 import subprocess
@@ -20,144 +19,10 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The method configs (configs/quickstart/ holds the synthetic-data demo ones).
-CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
-                 glob.glob(osp.join(REPO, 'configs', 'seg', '*.py')))
-
-
-def load_tool(name):
-    """tools/<name>.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f'protune_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from conftest import CONFIGS, REPO, config_path, load_tool, shrink
 
 train_tool = load_tool('train')
 test_tool = load_tool('test')
-
-
-# ----------------------------------------------------------------------------------
-# Data: the project's synthetic COCO / ADE20K generator, tiny.
-
-make_data = load_tool('make_synthetic_data')
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    make_data.make_coco(str(root / 'coco'), num_train=4, num_val=2, image_size=128,
-                        seed=0)
-    make_data.make_ade20k(str(root / 'ade'), num_train=4, num_val=2, image_size=128,
-                          seed=0)
-    return dict(coco=str(root / 'coco') + '/',
-                ade=str(root / 'ade' / 'ADEChallengeData2016'))
-
-
-# ----------------------------------------------------------------------------------
-# Shrinking a real config.
-
-def _walk(node, fn):
-    """Apply fn to every dict in a nested config (lists included)."""
-    if isinstance(node, dict):
-        fn(node)
-        for v in node.values():
-            _walk(v, fn)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _walk(v, fn)
-
-
-def _sync_bn_to_bn(node):
-    if node.get('type') == 'SyncBN':
-        node['type'] = 'BN'
-
-
-def shrink_model(model):
-    """Tiny inner backbone (random init) and heads adapted to its widths."""
-    inner = model.backbone.backbone
-    kind = inner.type
-    if kind in ('ResNet', 'ResNetV1c'):
-        inner.depth = 18
-        widths = [64, 128, 256, 512]
-    elif kind == 'SwinTransformer':
-        inner.update(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
-        widths = [32, 64, 128, 256]
-    elif kind == 'protune_mm.TimmViT':
-        inner.model_kwargs = dict(embed_dim=64, depth=4, num_heads=2)
-        widths = [64] * 4
-    else:
-        raise AssertionError(f'unknown backbone {kind}')
-    inner.init_cfg = None
-    _walk(model, _sync_bn_to_bn)
-    if model.type == 'EncoderDecoder':
-        model.decode_head.in_channels = widths
-        model.decode_head.channels = 32
-        model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
-        model.auxiliary_head.channels = 16
-        model.data_preprocessor.size = (128, 128)
-        return
-    model.neck.update(in_channels=widths, out_channels=32)
-    if model.type == 'RetinaNet':
-        model.bbox_head.update(in_channels=32, feat_channels=32)
-    else:
-        model.rpn_head.update(in_channels=32, feat_channels=32)
-        roi = model.roi_head
-        roi.bbox_roi_extractor.out_channels = 32
-        roi.mask_roi_extractor.out_channels = 32
-        roi.bbox_head.update(in_channels=32, fc_out_channels=64)
-        roi.mask_head.update(in_channels=32, conv_out_channels=32)
-    # Untrained heads score every class below the stock 0.05 threshold; keep
-    # the best few boxes so the COCO metric has something to evaluate.
-    if model.type == 'RetinaNet':
-        model.test_cfg.update(score_thr=0.0, nms_pre=100, max_per_img=20)
-    else:
-        model.test_cfg.rpn.update(nms_pre=100, max_per_img=50)
-        model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
-        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
-        model.train_cfg.rcnn.sampler.num = 64
-
-
-def _set_scale(pipeline, scale, crop):
-    for t in pipeline:
-        if t['type'] in ('Resize', 'RandomResize') and 'scale' in t:
-            t['scale'] = scale
-        if t['type'] == 'RandomCrop':
-            t['crop_size'] = crop
-
-
-def shrink(cfg: Config, data: dict, work_dir: str, iters: int = 2) -> Config:
-    """The real config, scaled down to a few CPU seconds."""
-    cfg = copy.deepcopy(cfg)
-    shrink_model(cfg.model)
-    det = cfg.default_scope == 'mmdet'
-    root = data['coco'] if det else data['ade']
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.update(num_workers=0, persistent_workers=False)
-        if split == 'train':  # val/test keep the stock batch size (1)
-            loader.batch_size = 2
-        loader.dataset.data_root = root
-        _set_scale(loader.dataset.pipeline, (160, 128) if det else (256, 128),
-                   (128, 128))
-        if det and split != 'train':
-            # The stock CocoMetric reads data/coco/annotations/... directly.
-            cfg[f'{split}_evaluator'].ann_file = osp.join(root, loader.dataset.ann_file)
-    if det:
-        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
-        cfg.default_hooks.checkpoint.interval = 1
-    else:
-        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
-                             val_interval=iters)
-        cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
-    # Unique names: mmengine keeps loggers/message hubs per experiment name.
-    cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
-    return cfg
 
 
 class Recorder(Hook):
@@ -193,11 +58,6 @@ def run_train(cfg: Config, argv=()):
     return runner, recorder
 
 
-def config_path(name):
-    sub = 'seg' if 'upernet' in name else 'det'
-    return osp.join(REPO, 'configs', sub, name + '.py')
-
-
 def metric_keys(cfg):
     if cfg.default_scope == 'mmdet':
         keys = {'coco/bbox_mAP'}
@@ -209,9 +69,10 @@ def metric_keys(cfg):
 
 # ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', [osp.splitext(osp.basename(p))[0] for p in CONFIGS])
-def test_scaled_down_config_trains_and_evaluates(name, data, tmp_path):
-    cfg = shrink(Config.fromfile(config_path(name)), data, str(tmp_path))
+def test_scaled_down_config_trains_and_evaluates(name, synthetic_data, tmp_path):
+    cfg = shrink(Config.fromfile(config_path(name)), synthetic_data, str(tmp_path))
     runner, rec = run_train(cfg)
     model = runner.model
     # The real wrapper, prompts and hooks are in use.
@@ -246,8 +107,9 @@ def _pretrained_file(cfg, path):
     return {k: v.clone() for k, v in inner.state_dict().items()}
 
 
-def test_resume_restores_iteration_and_optimizer_state(data, tmp_path):
-    base = shrink(Config.fromfile(config_path('retinanet_protune_r50')), data,
+@pytest.mark.slow
+def test_resume_restores_iteration_and_optimizer_state(synthetic_data, tmp_path):
+    base = shrink(Config.fromfile(config_path('retinanet_protune_r50')), synthetic_data,
                   str(tmp_path))
     weights = _pretrained_file(base, str(tmp_path / 'pretrained.pth'))
     base.model.backbone.backbone.init_cfg = dict(
@@ -358,12 +220,13 @@ def test_amp_is_refused_on_cpu_with_a_clear_message(tmp_path):
     assert '--amp needs a CUDA' in str(e.value.code)
 
 
-def test_cli_train_then_test_small_checkpoint(data, tmp_path):
+@pytest.mark.slow
+def test_cli_train_then_test_small_checkpoint(synthetic_data, tmp_path):
     """tools/train.py on the command line writes a small checkpoint; tools/test.py
     completes it (or a prompt pack made from it) with the pretrained frozen
     backbone and predicts exactly what the full model (frozen weights included
     in the checkpoint) predicts."""
-    cfg = shrink(Config.fromfile(config_path('retinanet_protune_r50')), data,
+    cfg = shrink(Config.fromfile(config_path('retinanet_protune_r50')), synthetic_data,
                  str(tmp_path / 'run'))
     weights = _pretrained_file(cfg, str(tmp_path / 'pretrained.pth'))
     cfg.model.backbone.backbone.init_cfg = dict(

@@ -1,24 +1,23 @@
-"""tools/transfer_study.py end to end at toy scale (a few iterations on 32 px images):
-the JSON holds every requested method with a real mIoU and parameter counts, head-only
-trains nothing on the backbone side, the frozen backbones saved after adaptation are
-the pre-trained checkpoint bit for bit while full fine-tuning and the prompts moved,
-and bad options fail naming the option."""
-import importlib.util
+"""protune_mm.study.transfer (tools/transfer_study.py) end to end at toy scale (a few
+iterations on 32 px images): the JSON holds every requested method with a real mIoU
+and parameter counts, head-only trains nothing on the backbone side, the frozen
+backbones saved after adaptation are the pre-trained checkpoint bit for bit while
+full fine-tuning and the prompts moved, and bad options fail naming the option."""
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
+from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOL = osp.join(REPO, 'tools', 'transfer_study.py')
+from conftest import REPO
+from protune_mm.study import transfer as study_tool
 
-_spec = importlib.util.spec_from_file_location('transfer_study', TOOL)
-study_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(study_tool)
+TOOL = osp.join(REPO, 'tools', 'transfer_study.py')
 
 METHODS = ['frozen', 'protune', 'vpt', 'full']
 BACKBONES = ['resnet', 'vit']
@@ -39,6 +38,7 @@ def study(tmp_path_factory):
     return dict(root=root, out=out, work=work, data=data, report=report)
 
 
+@pytest.mark.slow
 def test_json_has_every_method_with_metrics_and_counts(study):
     data = study['data']
     assert data['settings']['iters'] == 3 and data['settings']['seeds'] == [0]
@@ -84,6 +84,7 @@ def test_json_has_every_method_with_metrics_and_counts(study):
     assert os.listdir(study['out'].parent) == ['study.json']
 
 
+@pytest.mark.slow
 def test_frozen_backbones_equal_the_pretrained_checkpoint(study):
     for backbone in BACKBONES:
         folder = study['work'] / backbone
@@ -146,3 +147,68 @@ def test_bad_arguments_name_the_option():
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode != 0
     assert '--methods' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+# ----------------------------------------------------------------------------------
+# The study's parts, without training.
+
+def _run(miou, aacc=80.0):
+    """What adapt() returns for one seed, with the fields summarise() reads."""
+    return dict(mIoU=miou, aAcc=aacc, per_class_IoU={'background': 90.0},
+                backbone_cfg=dict(type='x'), lr=0.01, counts=dict(trainable=1),
+                frozen_check=None, time_s=1.0)
+
+
+def test_summarise_gives_mean_std_per_seed_and_gain_over_head_only():
+    runs = OrderedDict(frozen={0: _run(40.0, 80.0), 1: _run(42.0, 82.0)},
+                       protune={0: _run(45.0, 85.0), 1: _run(41.0, 81.0)})
+    out = study_tool.summarise(runs, [0, 1])
+    assert list(out) == ['frozen', 'protune']
+    p = out['protune']
+    assert p['label'] == 'Pro-tuning'
+    assert p['mIoU'] == dict(mean=43.0, std=2.83, per_seed={'0': 45.0, '1': 41.0})
+    assert p['aAcc'] == dict(mean=83.0, std=2.83, per_seed={'0': 85.0, '1': 81.0})
+    # Gains are per seed, against head-only of the same seed: +5 and -1.
+    assert p['gain_over_head_only'] == dict(mean=2.0, std=4.24,
+                                            per_seed={'0': 5.0, '1': -1.0},
+                                            seeds_better=1)
+    assert out['frozen']['gain_over_head_only']['seeds_better'] == 0
+    # One seed: no spread; without head-only: no gains.
+    single = study_tool.summarise(OrderedDict(full={3: _run(50.0)}), [3])
+    assert single['full']['mIoU'] == dict(mean=50.0, std=0.0, per_seed={'3': 50.0})
+    assert 'gain_over_head_only' not in single['full']
+
+
+def test_lr_warms_up_linearly_then_decays_to_zero():
+    iters, base = 100, 1.0  # warm-up: 5% = 5 iterations
+    lrs = [study_tool.lr_at(it, iters, base) for it in range(iters)]
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert lrs[5] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
+    assert 0 < lrs[-1] < 1e-3
+
+
+def test_data_order_is_shuffled_epochs_fixed_by_the_seed():
+    batches = study_tool.data_order(10, 7, 4, seed=0)
+    assert len(batches) == 7 and all(len(b) == 4 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat[:10]) == list(range(10))  # the first epoch sees every image once
+    assert sorted(flat[10:20]) == list(range(10))
+    assert study_tool.data_order(10, 7, 4, seed=0) == batches
+    assert study_tool.data_order(10, 7, 4, seed=1) != batches
+
+
+@pytest.mark.parametrize('task, classes', [('A', 3), ('B', 4)])
+def test_tasks_are_deterministic_and_use_their_classes(task, classes):
+    images, labels = study_tool.make_task(task, 3, 32, seed=7)
+    assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+    assert labels.shape == (3, 32, 32) and labels.dtype == np.uint8
+    assert len(study_tool.TASKS[task]['classes']) == classes
+    assert set(np.unique(labels)) <= set(range(classes)) and labels.max() > 0
+    again = study_tool.make_task(task, 3, 32, seed=7)
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
+    assert not np.array_equal(study_tool.make_task(task, 3, 32, seed=8)[0], images)
+
+
+def test_vpt_band_keeps_the_ratio_of_10_px_at_320():
+    assert [study_tool.vpt_band(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]

@@ -13,8 +13,6 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 import protune_mm  # noqa: E402  (registers modules, the checkpoint allow-list)
 from mmengine.config import Config, DictAction  # noqa: E402
 from protune_mm.checkpoint import CheckpointError  # noqa: E402

@@ -28,9 +28,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (check_data, default_work_dir, setup_cpu_distributed,  # noqa: E402
-                     task_of)
+from protune_mm.cli.common import (check_data, default_work_dir,
+                                   setup_cpu_distributed, task_of)
 
 
 def parse_args(argv=None):

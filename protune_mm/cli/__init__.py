@@ -1,0 +1,1 @@
+"""The logic behind the command lines in ``tools/``, importable and testable."""

@@ -1,0 +1,1 @@
+"""Studies run from tools/: the transfer study (``transfer``)."""
