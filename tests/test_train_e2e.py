@@ -183,7 +183,7 @@ def test_missing_data_names_the_path_and_the_readme_section(tmp_path):
 def test_command_line_options_reach_the_config(tmp_path):
     # --resume with a path resumes from it; without, from the latest in work_dir.
     ckpt = tmp_path / 'iter_2.pth'
-    ckpt.write_bytes(b'')
+    torch.save(dict(state_dict={}), str(ckpt))  # readable (an empty file is refused)
     det = config_path('retinanet_protune_r50')
     cfg = train_tool.setup_cfg(train_tool.parse_args([det, '--resume', str(ckpt)]))
     assert cfg.resume is True and cfg.load_from == str(ckpt)
