@@ -321,8 +321,7 @@ def test_5_unreachable_prompts_are_not_created_or_are_refused():
 # -- 6. weight-decay exemption of the configs ------------------------------------------------
 def test_6_config_decay_exemptions_name_prompt_parameters_exactly():
     names = {n for n, _ in ProTune(backbone=R18).named_parameters()}
-    names = {'backbone.' + n for n in names} | {'bbox_head.scales.0.scale',
-                                                 'neck.scale'}
+    names = {'backbone.' + n for n in names} | {'bbox_head.scales.0.scale', 'neck.scale'}
 
     def custom_keys(cfg):
         return set(cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {}))

@@ -8,7 +8,7 @@ import torch
 
 from protune_mm import VPT, Frozen, ProTune
 from protune_mm.ops.frozen_ops import (conv_bn_pairs, disable_frozen_ops,
-                                       enable_frozen_ops, frozen_ops_enabled)
+                                       frozen_ops_enabled)
 
 R18 = dict(type='mmdet.ResNet', depth=18, init_cfg=None)
 R50_TINY = dict(type='mmdet.ResNet', depth=50, base_channels=8, stem_channels=8,

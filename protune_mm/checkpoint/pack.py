@@ -34,8 +34,9 @@ from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..version import __version__
-from .policy import (CheckpointError, annotate, check_readable, frozen_identity, listed, methods_of,
-                     recorded_identities, state_identity, unwrap_model)
+from .policy import (CheckpointError, all_or_none, annotate, check_readable,
+                     frozen_identity, listed, methods_of, recorded_identities,
+                     state_identity, unwrap_model)
 
 PACK_FORMAT = 'protune_mm.prompt_pack'
 PACK_FORMAT_VERSION = 1
@@ -195,17 +196,10 @@ def _class_name(module: nn.Module) -> str:
 
 def _checkpoint_frozen_identity(method, prefix, state_dict) -> str:
     keys = {strip_ddp_prefix(k): k for k in state_dict}
-    wanted = sorted(method.frozen_keys)
-    present = [k for k in wanted if prefix + k in keys]
-    if present:
-        if len(present) != len(wanted):
-            missing = sorted(set(wanted) - set(present))
-            raise CheckpointError(
-                f'the checkpoint holds only part of the frozen backbone '
-                f'({len(missing)} tensors missing, e.g. {listed(missing)}): cannot '
-                'compute its identity')
-        return state_identity({k[len('backbone.'):]: state_dict[keys[prefix + k]]
-                               for k in wanted})
+    wanted = {prefix + k: k for k in method.frozen_keys}
+    if all_or_none(wanted, keys, 'the frozen backbone'):
+        return state_identity({k[len('backbone.'):]: state_dict[keys[key]]
+                               for key, k in wanted.items()})
     recorded = recorded_identities(state_dict)
     for p in (prefix, 'module.' + prefix):
         if p in recorded:

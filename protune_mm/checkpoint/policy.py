@@ -161,26 +161,12 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
                 'protune_mm.load_prompt_pack(model, PACK) in Python')
         check_pack_fits_method(method, pack, info.get('path'))
     wanted = {prefix + k: k for k in method.frozen_keys}
-    present = [k for k in wanted if k in state_dict]
-    if len(present) == len(wanted):
+    if all_or_none(wanted, state_dict, f'the frozen backbone of {name}'):
         _check_frozen_shapes(method, state_dict, prefix, wanted)
         return
-    if present:
-        missing = sorted(set(wanted) - set(present))
-        raise CheckpointError(
-            f'the checkpoint holds only part of the frozen backbone of {name}: '
-            f'{len(missing)} of {len(wanted)} tensors are missing ({listed(missing)}); '
-            'refusing to load a half-replaced backbone')
     inner = {prefix + k[len('backbone.'):]: prefix + k for k in method.frozen_keys}
-    stock = [k for k in inner if k in state_dict]
-    if stock:
-        if len(stock) != len(inner):
-            missing = sorted(set(inner) - set(stock))
-            raise CheckpointError(
-                f'the checkpoint has the stock layout of {name} ({prefix}conv1... '
-                f'without the wrapper) but lacks {len(missing)} of its '
-                f'{len(inner)} tensors ({listed(missing)}); refusing to load a '
-                'half-replaced backbone')
+    if all_or_none(inner, state_dict, f'the stock-layout backbone of {name} '
+                                      f'({prefix}<key> without the wrapper)'):
         for src, dst in inner.items():
             state_dict[dst] = state_dict.pop(src)
         _check_frozen_shapes(method, state_dict, prefix, wanted)
@@ -207,6 +193,18 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
     current = method.backbone.state_dict()
     for key, rel in wanted.items():
         state_dict[key] = current[rel[len('backbone.'):]]
+
+
+def all_or_none(wanted, state_dict, what: str) -> bool:
+    """True if ``state_dict`` holds every key of ``wanted``, False if none;
+    refuses a part, naming the missing keys."""
+    present = [k for k in wanted if k in state_dict]
+    if present and len(present) != len(wanted):
+        missing = sorted(set(wanted) - set(present))
+        raise CheckpointError(
+            f'the checkpoint holds only part of {what}: it lacks {len(missing)} of '
+            f'{len(wanted)} tensors ({listed(missing)}); refusing to load it half')
+    return bool(present)
 
 
 def _check_frozen_shapes(method, state_dict, prefix, wanted) -> None:

@@ -824,4 +824,3 @@ def method_lr(args, method: str) -> float:
 
 def main(argv=None) -> dict:
     return run(parse_args(argv))
-
