@@ -6,6 +6,7 @@ import glob
 import os.path as osp
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -391,7 +392,7 @@ def _inferencer_config(tmp_path, task, pretrained):
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'det', 'retinanet_protune_r50.py'))
         cfg.model.backbone.backbone.update(depth=18, init_cfg=dict(
             type='Pretrained', checkpoint=pretrained))
-        cfg.model.neck.in_channels = [128, 256, 512]
+        cfg.model.neck.in_channels = [64, 128, 256, 512]
     else:
         cfg = Config.fromfile(osp.join(REPO, 'configs', 'seg',
                                        'upernet_protune_r50_ade20k.py'))
@@ -431,6 +432,12 @@ def test_11_inferencers_take_task_packs_with_the_identity_checked(tmp_path, task
     torch.manual_seed(42)
     expected = ResNet(depth=18, out_indices=(3, )).state_dict()['conv1.weight']
     assert torch.equal(model.backbone.backbone.conv1.weight.cpu(), expected)
+    # It predicts (det: a dict of data samples; seg: the data sample itself).
+    result = inferencer(np.zeros((64, 64, 3), np.uint8), return_datasamples=True)
+    if task == 'det':
+        assert len(result['predictions']) == 1
+    else:
+        assert result.pred_sem_seg.data.shape[-2:] == (64, 64)
 
     # Other pretrained weights than the pack was trained on: refused.
     save_pretrained(tmp_path / 'r18.pth', seed=7)

@@ -204,9 +204,6 @@ class PromptMethod(BaseModule):
         return {k: state[k] for k in (key[len('backbone.'):] for key in
                                       sorted(self.frozen_keys))}
 
-    def frozen_tensors(self) -> List[torch.Tensor]:
-        return list(self.frozen_state_dict().values())
-
     # -- freezing --------------------------------------------------------------------
     def train(self, mode: bool = True):
         super().train(mode)
@@ -229,9 +226,3 @@ FrozenBackboneWrapper = PromptMethod
 def find_wrappers(model: nn.Module) -> List[tuple]:
     """(name, module) of every method inside ``model``."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, PromptMethod)]
-
-
-def wrapper_key_prefix(name: str) -> str:
-    """State-dict prefix of everything in the method named ``name`` in its model
-    ('' when the model is the method)."""
-    return name + '.' if name else ''
