@@ -5,17 +5,9 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='protune_mm.Frozen',
-        # The stock backbone, entirely frozen and in eval mode by the wrapper.
-        backbone=dict(
-            type='ResNet',
-            depth=50,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=-1,
-            norm_cfg=dict(type='BN', requires_grad=True),
-            norm_eval=True,
-            style='pytorch',
-            init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))))
+        # The stock backbone as it is: the wrapper freezes all of it and keeps it
+        # in eval mode (so frozen_stages, norm_eval and drop-path no longer act).
+        backbone=_base_.model.backbone))
 
 # As in mask_rcnn_protune_r50.py, so the two rows differ only by the prompts.
 optim_wrapper = dict(

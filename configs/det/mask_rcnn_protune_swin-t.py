@@ -1,30 +1,13 @@
 # Pro-tuning of a frozen ImageNet-1k Swin-T in Mask R-CNN on COCO 2017; data/schedule/AdamW from mmdet's mask-rcnn_swin-t-p4-w7_fpn_1x_coco, lr doubled here.
 _base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/protune_runtime.py']
 
-pretrained = 'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'  # noqa
 model = dict(
     backbone=dict(
         _delete_=True,
         type='protune_mm.ProTune',
-        # The stock backbone (frozen and in eval mode by the wrapper, so its
-        # drop-path is off).
-        backbone=dict(
-            type='SwinTransformer',
-            embed_dims=96,
-            depths=[2, 2, 6, 2],
-            num_heads=[3, 6, 12, 24],
-            window_size=7,
-            mlp_ratio=4,
-            qkv_bias=True,
-            qk_scale=None,
-            drop_rate=0.,
-            attn_drop_rate=0.,
-            drop_path_rate=0.2,
-            patch_norm=True,
-            out_indices=(0, 1, 2, 3),
-            with_cp=False,
-            convert_weights=True,
-            init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        # The stock backbone as it is: the wrapper freezes all of it and keeps it
+        # in eval mode (so frozen_stages, norm_eval and drop-path no longer act).
+        backbone=_base_.model.backbone,
         stages=[0, 1, 2, 3],
         place='input',
         hidden_ratio=0.5))

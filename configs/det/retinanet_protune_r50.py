@@ -5,18 +5,9 @@ model = dict(
     backbone=dict(
         _delete_=True,
         type='protune_mm.ProTune',
-        # The stock backbone; frozen_stages=-1 because the wrapper freezes all of
-        # it and keeps it in eval mode.
-        backbone=dict(
-            type='ResNet',
-            depth=50,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            frozen_stages=-1,
-            norm_cfg=dict(type='BN', requires_grad=True),
-            norm_eval=True,
-            style='pytorch',
-            init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')),
+        # The stock backbone as it is: the wrapper freezes all of it and keeps it
+        # in eval mode (so frozen_stages, norm_eval and drop-path no longer act).
+        backbone=_base_.model.backbone,
         stages=[0, 1, 2, 3],
         place='input',
         hidden_ratio=0.5))

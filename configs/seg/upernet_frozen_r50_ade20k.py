@@ -2,25 +2,15 @@
 _base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
 
 model = dict(
-    # Weights come from the inner backbone's init_cfg (see the ProTune config).
+    # The stock model.pretrained becomes the inner backbone's init_cfg (below).
     pretrained=None,
     backbone=dict(
         _delete_=True,
         type='protune_mm.Frozen',
-        # The stock backbone, entirely frozen and in eval mode by the wrapper.
-        backbone=dict(
-            type='ResNetV1c',
-            depth=50,
-            num_stages=4,
-            out_indices=(0, 1, 2, 3),
-            dilations=(1, 1, 1, 1),
-            strides=(1, 2, 2, 2),
-            norm_cfg=dict(type='SyncBN', requires_grad=True),
-            norm_eval=False,
-            style='pytorch',
-            contract_dilation=True,
-            init_cfg=dict(type='Pretrained',
-                          checkpoint='open-mmlab://resnet50_v1c'))))
+        # The stock backbone as it is: the wrapper freezes all of it and keeps it
+        # in eval mode (so frozen_stages, norm_eval and drop-path no longer act).
+        backbone=dict(_base_.model.backbone, init_cfg=dict(
+            type='Pretrained', checkpoint=_base_.model.pretrained))))
 
 # As in upernet_protune_r50_ade20k.py, so the two rows differ only by the prompts.
 optim_wrapper = dict(
