@@ -152,7 +152,7 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
     name = prefix[:-1] or '<model>'
     if pack is not None:
         from .pack import check_pack_fits_method
-        if pack['kind'] == 'prompts' and not info.get('prompts_on_top'):
+        if pack['kind'] == 'prompts':
             raise CheckpointError(
                 f"{info.get('path') or 'the pack'} is a prompts-only pack: it holds "
                 f'the prompts of {name} but no neck or heads, which would stay at '
