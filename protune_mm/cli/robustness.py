@@ -50,8 +50,10 @@ def main(argv=None) -> dict:
                     checkpoint=osp.abspath(args.checkpoint),
                     prompts=osp.abspath(args.prompts) if args.prompts else None,
                     seed=args.seed,
+                    # experiment_name only names the logs.
                     cfg_options=sorted(f'{k}={v}' for k, v in
-                                       (args.cfg_options or {}).items()))
+                                       (args.cfg_options or {}).items()
+                                       if k != 'experiment_name'))
     results = args.results or osp.join(cfg.work_dir, 'robustness.json')
     try:
         return run_robustness(cfg, identity, args.corruptions, args.severities, results,
