@@ -4,7 +4,7 @@ init saved as its 'pretrained' file, 128 px, tests/conftest.py's shrink), traine
 briefly on synthetic ADE20K-layout data; writes its config, small checkpoint and
 task pack, then prints the tools/test_robustness.py commands.
 
-    python benchmarks/robustness_example.py [--work-dir work_dirs/robustness_example] [--iters 200]
+    python benchmarks/robustness_example.py [--work-dir work_dirs/robustness_example] [--iters 20]
 """
 import argparse
 import copy
@@ -24,7 +24,7 @@ from conftest import config_path, shrink  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/robustness_example')
-    parser.add_argument('--iters', type=int, default=200)
+    parser.add_argument('--iters', type=int, default=20)
     args = parser.parse_args(argv)
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
@@ -39,9 +39,9 @@ def main(argv=None):
                  dict(ade=osp.join(data, 'ADEChallengeData2016')), osp.join(work, 'run'),
                  iters=args.iters)
     cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False,
-                                begin=0, end=20)]
+                                begin=0, end=5)]
     cfg.optim_wrapper.optimizer.lr = 1e-3
-    cfg.default_hooks.logger.interval = 50
+    cfg.default_hooks.logger.interval = 10
     init_default_scope('mmseg')
     torch.manual_seed(1)
     inner = MODELS.build(copy.deepcopy(cfg.model.backbone.backbone))

@@ -129,6 +129,9 @@ def write_json(obj, path: str):
         with os.fdopen(fd, 'w') as f:
             json.dump(obj, f, indent=2)
             f.write('\n')
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not results
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):
