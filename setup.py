@@ -11,6 +11,6 @@ setup(
     python_requires='>=3.8',
     install_requires=[
         'mmengine==0.10.7', 'mmdet==3.3.0', 'mmsegmentation==1.2.2',
-        'timm>=1.0,<2', 'safetensors', 'ftfy', 'regex',
+        'timm>=1.0,<2', 'safetensors', 'ftfy', 'regex', 'imagecorruptions-imaug',
     ],
 )

@@ -10,9 +10,10 @@ from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
 from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
                       find_wrappers)
-from .registry import HOOKS, MODELS
+from .registry import HOOKS, MODELS, TRANSFORMS
+from . import robustness  # registers protune_mm.Corrupt
 
-__all__ = ['__version__', 'MODELS', 'HOOKS', 'PromptMethod', 'FrozenBackboneWrapper',
+__all__ = ['__version__', 'MODELS', 'HOOKS', 'TRANSFORMS', 'PromptMethod', 'FrozenBackboneWrapper',
            'Frozen', 'ProTune', 'VPT', 'TimmViT', 'BackboneAdapter', 'Stage',
            'adapter_for', 'register_adapter', 'find_wrappers', 'ParamReportHook',
            'PromptCheckpointHook', 'parameter_report', 'load_prompt_pack',

@@ -212,3 +212,32 @@ def test_tasks_are_deterministic_and_use_their_classes(task, classes):
 
 def test_vpt_band_keeps_the_ratio_of_10_px_at_320():
     assert [study_tool.vpt_band(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]
+
+
+@pytest.mark.slow
+def test_robustness_option_adds_corrupted_evaluation_and_keeps_the_numbers(tmp_path):
+    """--robustness evaluates each adapted model on corrupted task B val images
+    (protune_mm.Corrupt) and leaves every other number of the study unchanged."""
+    common = TINY[:-2] + ['--backbones', 'resnet', '--methods', 'frozen', 'protune']
+    plain = study_tool.main(common + ['--work-dir', str(tmp_path / 'a'),
+                                      '--out', str(tmp_path / 'a.json')])
+    robust = study_tool.main(common + ['--robustness', '--corruptions', 'fog', 'pixelate',
+                                       '--severities', '1', '5',
+                                       '--work-dir', str(tmp_path / 'b'),
+                                       '--out', str(tmp_path / 'b.json')])
+    for method in ('frozen', 'protune'):
+        a = plain['results']['resnet']['methods'][method]
+        b = robust['results']['resnet']['methods'][method]
+        assert 'robustness' not in a
+        assert a['mIoU'] == b['mIoU'] and a['aAcc'] == b['aAcc']
+        r = b['robustness']
+        detail = r['per_seed_detail']['0']
+        assert list(detail['evaluations']) == ['fog', 'pixelate']
+        assert list(detail['evaluations']['fog']) == ['1', '5']
+        values = [v['mIoU'] for c in detail['evaluations'].values() for v in c.values()]
+        assert r['mIoU_clean']['mean'] == a['mIoU']['mean']
+        assert detail['mPC'] == pytest.approx(np.mean(values), abs=1e-4)
+        assert detail['rPC'] == pytest.approx(detail['mPC'] / detail['mIoU_clean'],
+                                              abs=1e-3)
+    assert 'Corrupted task B val' in '\n'.join(robust['table'])
+    assert '--robustness --corruptions fog pixelate --severities 1 5' in robust['command']

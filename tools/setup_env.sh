@@ -117,7 +117,7 @@ fi
 step "mmengine, mmdet, mmseg, timm, pytest, protune_mm"
 HINT="installing the Python dependencies failed (needs PyPI access)."
 "${PIP[@]}" install -q 'mmengine==0.10.7' 'mmdet==3.3.0' 'mmsegmentation==1.2.2' ftfy regex 'timm>=1.0,<2' \
-  pycocotools safetensors matplotlib pytest
+  pycocotools safetensors matplotlib pytest 'imagecorruptions-imaug==1.1.5'
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
 
 # 5. Check that everything imports, so a broken install fails here and not later -----
@@ -128,6 +128,7 @@ import torch, torchvision, mmcv, mmengine, mmdet, mmseg, timm
 from mmcv.ops import RoIAlign, nms  # compiled ops
 import mmdet.models, mmseg.models
 import protune_mm
+import imagecorruptions  # tools/test_robustness.py
 print(f"  torch {torch.__version__} | torchvision {torchvision.__version__} | mmcv {mmcv.__version__} | "
       f"mmengine {mmengine.__version__} | mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | timm {timm.__version__}")
 PY

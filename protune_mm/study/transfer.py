@@ -40,7 +40,6 @@ The adapted models are saved as ``WORK_DIR/<backbone>/<method>_seed<S>.pth`` (sm
 models: a few MB each), so the frozen-backbone check can be repeated from files.
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -56,6 +55,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from protune_mm.robustness.report import write_json
 
 # ----------------------------------------------------------------------------------
 # Study settings
@@ -425,6 +426,48 @@ def evaluate(model, data) -> dict:
                                for c, v in zip(data['classes'], per_class)})
 
 
+#: corrupted task B val sets, shared by every model of a run (same images, seeds).
+_CORRUPTED_VAL = {}
+
+
+def corrupted_val(data: dict, corruption: str, severity: int, seed: int):
+    """Task B's val images through ``protune_mm.Corrupt``, the pipeline step of
+    tools/test_robustness.py; each image is seeded by its own name."""
+    from protune_mm.robustness import Corrupt
+    images, labels = data['val']
+    key = (id(images), corruption, severity, seed)
+    if key not in _CORRUPTED_VAL:
+        step = Corrupt(corruption, severity, seed=seed, channel_order='rgb')
+        _CORRUPTED_VAL[key] = np.stack([
+            step(dict(img=img, img_path=f'task_b_val_{i:05d}.png'))['img']
+            for i, img in enumerate(images)])
+    return _CORRUPTED_VAL[key][:], labels
+
+
+def evaluate_corrupted(model, data: dict, clean: dict, args, tag: str) -> dict:
+    """mIoU on corrupted task B val images per corruption and severity, with
+    mPC / rPC as tools/test_robustness.py computes them."""
+    from protune_mm.robustness import summarise
+    start = time.perf_counter()
+    per = OrderedDict()
+    for corruption in args.corruptions:
+        per[corruption] = OrderedDict()
+        for severity in args.severities:
+            split = corrupted_val(data, corruption, severity, args.corruption_seed)
+            r = evaluate(model, dict(data, val=split))
+            per[corruption][str(severity)] = dict(mIoU=r['mIoU'], aAcc=r['aAcc'])
+        log(f'{tag}: {corruption}: mIoU ' + ' '.join(
+            f"{v['mIoU']:.1f}" for v in per[corruption].values()) +
+            f' (severities {args.severities}; {time.perf_counter() - start:.0f}s)')
+    summary = summarise(dict(mIoU=clean['mIoU']), per, ['mIoU'])['mIoU']
+    log(f"{tag}: corrupted task B val: clean mIoU {summary['clean']:.2f}, mPC "
+        f"{summary['mPC']:.2f}, rPC {summary['rPC']:.3f} "
+        f'({time.perf_counter() - start:.0f}s)')
+    return dict(mIoU_clean=summary['clean'], mPC=summary['mPC'], rPC=summary['rPC'],
+                per_corruption=summary['per_corruption'],
+                per_family=summary['per_family'], evaluations=per)
+
+
 def count_params(model, method: str) -> dict:
     """Trainable / total parameter counts, checked against what ``method`` implies
     and against protune_mm's own parameter report."""
@@ -553,6 +596,8 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
                         f'{tag}: frozen backbone after training')
         frozen_check = f'bit-identical to the checkpoint ({n} tensors)'
     result = evaluate(model, data_b)
+    if args.robustness:
+        result['robustness'] = evaluate_corrupted(model, data_b, result, args, tag)
     atomic_save(dict(meta=dict(method=method, backbone=backbone, seed=seed,
                                pretrained=checkpoint),
                      state_dict=model.state_dict()),
@@ -563,9 +608,9 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
                 backbone_cfg=cfg, lr=lr)
 
 
-def _stats(values) -> dict:
-    return dict(mean=round(statistics.mean(values), 2),
-                std=round(statistics.stdev(values), 2) if len(values) > 1 else 0.0)
+def _stats(values, digits: int = 2) -> dict:
+    return dict(mean=round(statistics.mean(values), digits),
+                std=round(statistics.stdev(values), digits) if len(values) > 1 else 0.0)
 
 
 def summarise(runs: dict, seeds) -> OrderedDict:
@@ -585,6 +630,13 @@ def summarise(runs: dict, seeds) -> OrderedDict:
             trainable=first['counts'],
             frozen_check=first['frozen_check'],
             time_s={str(s): per_seed[s]['time_s'] for s in seeds})
+        if 'robustness' in first:
+            rob = {s: per_seed[s]['robustness'] for s in seeds}
+            entry['robustness'] = OrderedDict(
+                (k, dict(_stats([rob[s][k] for s in seeds], 3 if k == 'rPC' else 2),
+                         per_seed={str(s): rob[s][k] for s in seeds}))
+                for k in ('mIoU_clean', 'mPC', 'rPC'))
+            entry['robustness']['per_seed_detail'] = {str(s): rob[s] for s in seeds}
         if 'frozen' in runs:
             gains = [per_seed[s]['mIoU'] - runs['frozen'][s]['mIoU'] for s in seeds]
             entry['gain_over_head_only'] = dict(
@@ -617,6 +669,29 @@ def format_table(results: dict, seeds) -> str:
     return '\n'.join(lines)
 
 
+def format_robustness_table(results: dict, seeds) -> str:
+    """Clean mIoU, mPC and rPC on corrupted task B val images per method."""
+    head = (f"{'backbone':<8} {'method':<17} {'clean mIoU':>11} {'mPC':>13} "
+            f"{'rPC':>13}  {'rPC per seed':<20}{'rPC - full':>11}")
+    lines = [head, '-' * len(head)]
+    for backbone, res in results.items():
+        methods = res['methods']
+        full = methods.get('full', {}).get('robustness')
+        for method, m in methods.items():
+            r = m.get('robustness')
+            if r is None:
+                continue
+            per_seed = ' '.join(f'{v:.3f}' for v in r['rPC']['per_seed'].values())
+            diff = ('' if full is None or method == 'full'
+                    else f"{r['rPC']['mean'] - full['rPC']['mean']:+.3f}")
+            lines.append(
+                f"{backbone:<8} {m['label']:<17} {r['mIoU_clean']['mean']:>11.2f} "
+                f"{r['mPC']['mean']:>7.2f}±{r['mPC']['std']:<5.2f} "
+                f"{r['rPC']['mean']:>7.3f}±{r['rPC']['std']:<5.3f}  {per_seed:<20}"
+                f"{diff:>11}")
+    return '\n'.join(lines)
+
+
 def reproduce_command(args) -> str:
     parts = ['python', 'tools/transfer_study.py',
              '--backbones', *args.backbones, '--methods', *args.methods,
@@ -627,25 +702,13 @@ def reproduce_command(args) -> str:
                if args.method_lr else []),
              '--lr-pretrain', repr(args.lr_pretrain),
              '--num-train', str(args.num_train), '--num-val', str(args.num_val),
+             *(['--robustness', '--corruptions', *args.corruptions,
+                '--severities', *map(str, args.severities),
+                '--corruption-seed', str(args.corruption_seed)]
+               if args.robustness else []),
              '--threads', str(args.threads), '--work-dir', args.work_dir,
              '--out', args.out]
     return shlex.join(parts)
-
-
-def write_json(obj, path: str):
-    """Atomic: a temp file in the target folder, then os.replace."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.transfer_study.', suffix='.json')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def run(args) -> dict:
@@ -682,6 +745,10 @@ def run(args) -> dict:
 
     wall = time.perf_counter() - start
     table = format_table(results, args.seeds)
+    if args.robustness:
+        table += ('\n\nCorrupted task B val (protune_mm.Corrupt, '
+                  f'{len(args.corruptions)} corruptions x severities '
+                  f'{args.severities}):\n' + format_robustness_table(results, args.seeds))
     import mmengine
     import mmseg
     import timm
@@ -704,7 +771,11 @@ def run(args) -> dict:
                       'only; the same lr for every method but those in --method-lr',
             schedule=f'linear warm-up {WARMUP_FRACTION:.0%} of iterations, then cosine '
                      'to 0; same data order and head init per seed for every method',
-            data_preprocessor=dict(mean=MEAN, std=STD, size_divisor=32)),
+            data_preprocessor=dict(mean=MEAN, std=STD, size_divisor=32),
+            robustness=(dict(corruptions=args.corruptions, severities=args.severities,
+                             seed=args.corruption_seed,
+                             library='imagecorruptions-imaug')
+                        if args.robustness else None)),
         tasks={k: dict(v, classes=list(v['classes'])) for k, v in TASKS.items()},
         head=head_config(['<backbone levels>'], len(TASKS['B']['classes'])),
         results=results,
@@ -770,6 +841,17 @@ def parse_args(argv=None):
                         help='training images per task')
     parser.add_argument('--num-val', type=_positive('--num-val'), default=200,
                         help='val images per task')
+    parser.add_argument('--robustness', action='store_true',
+                        help='also evaluate every adapted model on corrupted task B '
+                        'val images (tools/test_robustness.py\'s corruptions): clean '
+                        'mIoU, mPC, rPC')
+    parser.add_argument('--corruptions', nargs='*', default=['benchmark'],
+                        help='with --robustness: a set (benchmark, noise, blur, '
+                        'weather, digital, all) or corruption names')
+    parser.add_argument('--severities', nargs='+', default=['1', '2', '3', '4', '5'],
+                        help='with --robustness: severities, from 1-5')
+    parser.add_argument('--corruption-seed', type=int, default=0,
+                        help='with --robustness: the seed the per-image seeds derive from')
     parser.add_argument('--threads', type=_positive('--threads'), default=2,
                         help='torch threads')
     parser.add_argument('--log-interval', type=_positive('--log-interval'), default=50)
@@ -793,6 +875,12 @@ def parse_args(argv=None):
     if 'vpt' in args.methods and 'resnet' in args.backbones \
             and args.size <= 2 * vpt_band(args.size):
         raise ValueError(f'--size {args.size} is too small for VPT pad prompts')
+    from protune_mm.robustness import check_severities, resolve_corruptions
+    args.corruptions = resolve_corruptions(args.corruptions)
+    args.severities = [v for v in check_severities(args.severities) if v > 0]
+    if args.robustness and not (args.corruptions and args.severities):
+        raise ValueError('--robustness needs at least one corruption and one '
+                         'severity from 1-5')
     args.method_lr = _method_lrs(args.method_lr, args.methods)
     for option, value in (('--lr', args.lr), ('--lr-pretrain', args.lr_pretrain),
                           *((f'--method-lr {m}', v) for m, v in args.method_lr.items())):

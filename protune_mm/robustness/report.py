@@ -1,0 +1,139 @@
+"""Aggregation (mPC, rPC), the printed table, the chart and the JSON of a
+robustness run, shared by tools/test_robustness.py and the transfer study.
+
+mPC is the mean of a metric over every corruption and severity (1-5) evaluated,
+rPC = mPC / clean (Michaelis et al. 2019, 'Benchmarking Robustness in Object
+Detection').
+"""
+import json
+import os
+import os.path as osp
+import statistics
+import tempfile
+from collections import OrderedDict
+
+from .corruptions import FAMILIES, family_of
+
+#: the stock metric of each task that the summary is about.
+HEADLINE = ('coco/bbox_mAP', 'coco/segm_mAP', 'mIoU')
+
+
+def headline_keys(metrics: dict) -> list:
+    keys = [k for k in HEADLINE if k in metrics]
+    return keys or [k for k, v in metrics.items() if isinstance(v, (int, float))]
+
+
+def summarise(clean: dict, corrupted: dict, keys=None) -> OrderedDict:
+    """``corrupted``: {corruption: {severity: metrics}} (severities >= 1; str or
+    int keys). Per key: clean, mPC, rPC, the mean per corruption and the mean per
+    family and severity."""
+    keys = keys or headline_keys(clean)
+    out = OrderedDict()
+    for key in keys:
+        values, per_corruption = [], OrderedDict()
+        per_family = OrderedDict()
+        for corruption, by_severity in corrupted.items():
+            vals = [float(m[key]) for s, m in by_severity.items() if int(s) > 0]
+            if not vals:
+                continue
+            values.extend(vals)
+            per_corruption[corruption] = round(statistics.mean(vals), 4)
+            family = per_family.setdefault(family_of(corruption), {})
+            for s, m in by_severity.items():
+                family.setdefault(int(s), []).append(float(m[key]))
+        entry = OrderedDict(clean=float(clean[key]))
+        entry['mPC'] = round(statistics.mean(values), 4) if values else None
+        entry['rPC'] = (round(entry['mPC'] / entry['clean'], 4)
+                        if values and entry['clean'] else None)
+        entry['per_corruption'] = per_corruption
+        entry['per_family'] = OrderedDict(
+            (f, OrderedDict((str(s), round(statistics.mean(v), 4))
+                            for s, v in sorted(by_s.items())))
+            for f, by_s in sorted(per_family.items(),
+                                  key=lambda item: list(FAMILIES).index(item[0])))
+        out[key] = entry
+    return out
+
+
+def _fmt(key: str, value) -> str:
+    if value is None:
+        return '-'
+    return f'{value:.3f}' if key.startswith('coco/') else f'{value:.2f}'
+
+
+def format_table(clean: dict, corrupted: dict, severities, keys=None) -> str:
+    """One block per headline metric: a row per corruption (a column per
+    severity, then the mean), then clean, mPC and rPC."""
+    summary = summarise(clean, corrupted, keys)
+    severities = [s for s in severities if s > 0]
+    width = max([len('corruption')] + [len(c) for c in corrupted])
+    blocks = []
+    for key, entry in summary.items():
+        head = f"{key:<{width}} " + ''.join(f'{"s" + str(s):>8}' for s in severities) \
+            + f'{"mean":>8}'
+        lines = [head, '-' * len(head)]
+        for corruption, by_severity in corrupted.items():
+            cells = ''.join(
+                f'{_fmt(key, by_severity[str(s)][key] if str(s) in by_severity else None):>8}'
+                for s in severities)
+            lines.append(f'{corruption:<{width}} {cells}'
+                         f'{_fmt(key, entry["per_corruption"].get(corruption)):>8}')
+        lines.append('-' * len(head))
+        rpc = '-' if entry['rPC'] is None else f"{entry['rPC']:.3f}"
+        lines.append(f"clean {_fmt(key, entry['clean'])}   mPC {_fmt(key, entry['mPC'])}"
+                     f"   rPC {rpc}")
+        blocks.append('\n'.join(lines))
+    return '\n\n'.join(blocks)
+
+
+def plot(clean: dict, corrupted: dict, path: str, title: str = '', keys=None) -> str:
+    """PNG: each headline metric against severity (0 = clean), one line per
+    corruption family (mean over its corruptions in the run)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    summary = summarise(clean, corrupted, keys)
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4),
+                             squeeze=False)
+    for ax, (key, entry) in zip(axes[0], summary.items()):
+        for family, by_severity in entry['per_family'].items():
+            xs = [0] + [int(s) for s in by_severity]
+            ys = [entry['clean']] + list(by_severity.values())
+            ax.plot(xs, ys, marker='o', label=family)
+        ax.axhline(entry['clean'], color='grey', linestyle='--', linewidth=1,
+                   label='clean')
+        rpc = '' if entry['rPC'] is None else f", rPC {entry['rPC']:.2f}"
+        ax.set_title(f"{key} (mPC {_fmt(key, entry['mPC'])}{rpc})", fontsize=10)
+        ax.set_xlabel('severity (0 = clean)')
+        ax.set_ylabel(key)
+        ax.set_xticks(range(6))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_json(obj, path: str):
+    """Atomic: a temp file in the target folder, then os.replace; an interrupted
+    write leaves the previous file whole."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path) + '.',
+                               suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f, indent=2)
+            f.write('\n')
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not results
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
