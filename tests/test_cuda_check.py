@@ -51,3 +51,14 @@ def test_training_check_on_cpu(tmp_path):
     assert status == 'ok', detail
     assert info['frozen_tensors'] > 0 and not info['frozen_changed']
     assert info['prompts_moved'] > 0 and len(info['losses']) == 2
+
+
+@pytest.mark.slow
+def test_ddp_check_on_cpu_with_gloo(tmp_path):
+    """Its DDP check (dumped scaled-down config, tools/dist_train.sh, logged losses),
+    with gloo instead of NCCL."""
+    data = cuda_check.synthetic_data(str(tmp_path / 'data'))
+    status, detail, info = cuda_check.ddp_one(
+        'upernet_protune_r50_ade20k', 1, data, str(tmp_path / 'w'), 2, backend='gloo')
+    assert status == 'ok', detail
+    assert len(info['losses']) == 2
