@@ -44,6 +44,7 @@ def test_op_cases_agree_on_cpu():
     assert torch.allclose(cuda_check.focal_loss_reference(logits, labels), ref, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_check_on_cpu(tmp_path):
     data = cuda_check.synthetic_data(str(tmp_path / 'data'))
     status, detail, info = cuda_check.train_one(
