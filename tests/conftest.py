@@ -4,16 +4,14 @@ modules, the tiny synthetic COCO / ADE20K data and the scaling-down of real conf
 Test files import the plain names (``from conftest import REPO``); pytest puts
 tests/ on ``sys.path`` (rootdir-relative imports, no ``__init__.py``).
 """
-import copy
 import glob
 import importlib.util
 import os.path as osp
-import uuid
 
 import pytest
 
-# SyncBN -> BN everywhere in a nested config: one CPU process has no process group.
-from protune_mm.benchmark.model import replace_syncbn as sync_bn_to_bn
+# Shrinking a real config to a few CPU seconds (shared with tools/cuda_check.py).
+from protune_mm.cli.scaled_config import shrink, shrink_model, sync_bn_to_bn  # noqa: F401
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The method configs (configs/quickstart/ holds the synthetic-data demo ones).
@@ -46,92 +44,3 @@ def synthetic_data(tmp_path_factory):
     make_ade20k(str(root / 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
     return dict(coco=str(root / 'coco') + '/',
                 ade=str(root / 'ade' / 'ADEChallengeData2016'))
-
-
-# ----------------------------------------------------------------------------------
-# Shrinking a real config to a few CPU seconds.
-
-def shrink_model(model):
-    """Tiny inner backbone (random init) and heads adapted to its widths."""
-    inner = model.backbone.backbone
-    kind = inner.type
-    if kind in ('ResNet', 'ResNetV1c'):
-        inner.depth = 18
-        widths = [64, 128, 256, 512]
-    elif kind == 'SwinTransformer':
-        inner.update(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
-        widths = [32, 64, 128, 256]
-    elif kind == 'protune_mm.TimmViT':
-        inner.model_kwargs = dict(embed_dim=64, depth=4, num_heads=2)
-        widths = [64] * 4
-    else:
-        raise AssertionError(f'unknown backbone {kind}')
-    inner.init_cfg = None
-    sync_bn_to_bn(model)
-    if model.type == 'EncoderDecoder':
-        model.decode_head.in_channels = widths
-        model.decode_head.channels = 32
-        model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
-        model.auxiliary_head.channels = 16
-        model.data_preprocessor.size = (128, 128)
-        return
-    model.neck.update(in_channels=widths, out_channels=32)
-    if model.type == 'RetinaNet':
-        model.bbox_head.update(in_channels=32, feat_channels=32)
-    else:
-        model.rpn_head.update(in_channels=32, feat_channels=32)
-        roi = model.roi_head
-        roi.bbox_roi_extractor.out_channels = 32
-        roi.mask_roi_extractor.out_channels = 32
-        roi.bbox_head.update(in_channels=32, fc_out_channels=64)
-        roi.mask_head.update(in_channels=32, conv_out_channels=32)
-    # Untrained heads score every class below the stock 0.05 threshold; keep
-    # the best few boxes so the COCO metric has something to evaluate.
-    if model.type == 'RetinaNet':
-        model.test_cfg.update(score_thr=0.0, nms_pre=100, max_per_img=20)
-    else:
-        model.test_cfg.rpn.update(nms_pre=100, max_per_img=50)
-        model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
-        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
-        model.train_cfg.rcnn.sampler.num = 64
-
-
-def _set_scale(pipeline, scale, crop):
-    for t in pipeline:
-        if t['type'] in ('Resize', 'RandomResize') and 'scale' in t:
-            t['scale'] = scale
-        if t['type'] == 'RandomCrop':
-            t['crop_size'] = crop
-
-
-def shrink(cfg, data: dict, work_dir: str, iters: int = 2):
-    """The real config, scaled down to a few CPU seconds, reading ``data``
-    (:func:`synthetic_data`)."""
-    cfg = copy.deepcopy(cfg)
-    shrink_model(cfg.model)
-    det = cfg.default_scope == 'mmdet'
-    root = data['coco'] if det else data['ade']
-    for split in ('train', 'val', 'test'):
-        loader = cfg[f'{split}_dataloader']
-        loader.update(num_workers=0, persistent_workers=False)
-        if split == 'train':  # val/test keep the stock batch size (1)
-            loader.batch_size = 2
-        loader.dataset.data_root = root
-        _set_scale(loader.dataset.pipeline, (160, 128) if det else (256, 128),
-                   (128, 128))
-        if det and split != 'train':
-            # The stock CocoMetric reads data/coco/annotations/... directly.
-            cfg[f'{split}_evaluator'].ann_file = osp.join(root, loader.dataset.ann_file)
-    if det:
-        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
-        cfg.default_hooks.checkpoint.interval = 1
-    else:
-        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters,
-                             val_interval=iters)
-        cfg.default_hooks.checkpoint.interval = iters
-    cfg.default_hooks.logger.interval = 1
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
-    # Unique names: mmengine keeps loggers/message hubs per experiment name.
-    cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
-    return cfg

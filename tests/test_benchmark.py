@@ -156,3 +156,17 @@ def test_backbone_ratios_are_medians_of_per_round_ratios_without_warmup():
     # Train ratios per round 0.5, 1.0, 0.5: median 0.5, where the ratio of the
     # medians (2.0 / 2.0) would say 1.0.
     assert out['frozen'] == (2.0, 0.5, 2.0, 1.0)
+
+
+def test_size_is_square_or_width_x_height():
+    assert bench.parse_size('320') == (320, 320) and bench.parse_size('1333x800') == (1333, 800)
+    assert bench.parse_args(['cfg', '--size', '1333x800']).size == '1333x800'
+    with pytest.raises(ValueError):
+        bench.parse_args(['cfg', '--size', '0x800'])
+    det = bench.synthetic_batch('det', 1, '96x64', 3)
+    assert det['inputs'][0].shape == (3, 64, 96)
+    boxes = det['data_samples'][0].gt_instances.bboxes
+    assert (boxes[:, 2] <= 95).all() and (boxes[:, 3] <= 63).all()
+    assert det['data_samples'][0].gt_instances.masks.masks.shape[1:] == (64, 96)
+    # A plain N is still a square.
+    assert bench.synthetic_batch('det', 1, 64, 3)['inputs'][0].shape == (3, 64, 64)

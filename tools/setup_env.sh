@@ -7,11 +7,16 @@
 #                        is installed (default: "torch==2.14.1 torchvision==0.29.1").
 #   PROTUNE_CACHE        where built mmcv wheels are kept (default ~/.cache/protune_mm).
 #   MAX_JOBS             parallel compile jobs for mmcv (default: number of cores).
+#   FORCE_CUDA           1: build mmcv's CUDA ops even with no GPU visible; 0: CPU ops only;
+#                        unset: CUDA ops when torch has CUDA and sees a GPU (tools/build_mmcv.sh).
+#   TORCH_CUDA_ARCH_LIST CUDA architectures to compile for (default: the visible GPUs').
+#   CUDA_HOME, PROTUNE_PYPI_CUDA  the CUDA toolkit to compile with (see tools/build_mmcv.sh).
+#   PROTUNE_WHEELHOUSE   install only from this folder (make wheelhouse), with no network at all.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MMCV_VERSION=2.1.0
-TORCH_SPEC="${PROTUNE_TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
+# shellcheck source=tools/setup_specs.sh
+source "$REPO/tools/setup_specs.sh"
 CACHE="${PROTUNE_CACHE:-$HOME/.cache/protune_mm}"
 T0=$(date +%s)
 STEP=""
@@ -25,6 +30,11 @@ on_error() {
   exit "$rc"
 }
 trap on_error ERR
+if [[ -n "${PROTUNE_WHEELHOUSE:-}" ]]; then
+  # Every pip call (build_mmcv.sh's too) reads these: nothing is fetched from an index.
+  export PROTUNE_WHEELHOUSE="$(cd "$PROTUNE_WHEELHOUSE" && pwd)" PIP_NO_INDEX=1
+  export PIP_FIND_LINKS="$PROTUNE_WHEELHOUSE"
+fi
 
 # 1. Python environment ---------------------------------------------------------
 step "python environment"
@@ -62,62 +72,68 @@ fi
 TORCH_VER=$("$PY" -c 'import torch; print(torch.__version__)')
 PY_TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 
-# 3. mmcv with compiled ops, built once per (torch, python) -----------------------
+# 3. mmcv with compiled ops, built once per (torch, python, CUDA, architectures) ----
 step "mmcv $MMCV_VERSION with ops"
-mmcv_ok() { "$PY" - <<'PY' >/dev/null 2>&1
-import mmcv, torch
+# Build tools first (versions: tools/setup_specs.sh).
+HINT="installing the build tools failed (needs PyPI access, or PROTUNE_WHEELHOUSE)."
+"${PIP[@]}" install -q "${BUILD_SPECS[@]}"
+# The cache key says what the wheel can run on: torch-<torch>-<python>-cpu, or
+# ...-cuda<nvcc version>-sm<arch>[-sm<arch>...]; build_mmcv.sh decides CPU or CUDA ops and
+# checks nvcc against torch's CUDA (a clear error names both versions).
+HINT="the CUDA set-up for mmcv is incomplete: the error above says what to install or set (or FORCE_CUDA=0 for CPU ops only)."
+KEY=$(PY="$PY" bash "$REPO/tools/build_mmcv.sh" --print-key)
+[[ $KEY == *-cpu ]] && WANT_CUDA=0 || WANT_CUDA=1
+echo "  wheel cache key: $KEY"
+mmcv_ok() { WANT_CUDA=$WANT_CUDA "$PY" - <<'PY' >/dev/null 2>&1
+import os, mmcv, torch
 assert mmcv.__version__ == "2.1.0", mmcv.__version__
-from mmcv.ops import nms, RoIAlign
+from mmcv.ops import nms, RoIAlign, get_compiling_cuda_version
 nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
+assert os.environ["WANT_CUDA"] == "0" or get_compiling_cuda_version() != "not available"
 PY
 }
-# Build tools first: torch 2.14 wants setuptools>=77; mmcv's setup.py imports pkg_resources (gone in >=81).
-HINT="installing the build tools failed (needs PyPI access)."
-"${PIP[@]}" install -q 'setuptools>=77,<81' wheel ninja
 if mmcv_ok; then
   echo "  mmcv $MMCV_VERSION with ops already installed"
 else
   # pip's own wheel cache is keyed by the sdist only; a wheel built against another torch
-  # fails with undefined symbols. So keep ours keyed by torch + python.
-  WHEEL_DIR="$CACHE/wheels/torch-${TORCH_VER//+/_}-$PY_TAG"
+  # fails with undefined symbols, and one without CUDA ops fails on the first CUDA tensor.
+  WHEEL_DIR="$CACHE/wheels/$KEY"
   WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
-  if [[ -z "$WHEEL" ]]; then
-    echo "  no cached wheel in $WHEEL_DIR: building mmcv from source (about 15 minutes on 2 cores)"
-    BUILD=$(mktemp -d)
-    HINT="downloading the mmcv $MMCV_VERSION source archive from PyPI failed."
-    "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$BUILD"
-    tar -xzf "$BUILD"/mmcv-$MMCV_VERSION.tar.gz -C "$BUILD"
-    SRC="$BUILD/mmcv-$MMCV_VERSION"
-    # torch >= 2.10 headers refuse anything below C++20; mmcv 2.1.0 hard-codes c++17.
-    if grep -rqs "C++20 or later" "$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')"; then
-      echo "  this torch needs C++20: patching mmcv's -std=c++17 to -std=c++20"
-      sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-    fi
-    HINT="compiling mmcv failed. Check that gcc/g++ and the Python headers are installed (Debian: apt install build-essential python3-dev), then rerun; a CUDA build also needs nvcc matching torch's CUDA."
-    ( cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
-        "${PIP[@]}" wheel -v --no-build-isolation --no-deps . -w "$BUILD/dist" > "$BUILD/build.log" 2>&1 ) \
-      || { tail -n 40 "$BUILD/build.log" >&2; echo "  full log: $BUILD/build.log" >&2; false; }
+  OLD_DIR="$CACHE/wheels/torch-${TORCH_VER//+/_}-$PY_TAG"
+  OLD=$(ls "$OLD_DIR"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
+  # Older set-ups keyed by torch + python only; such a wheel is reused for the -cpu key only
+  # when its mmcv/_ext links no CUDA runtime. Copied, not moved: older checkouts still read it.
+  if [[ -z "$WHEEL" && $WANT_CUDA == 0 && -n "$OLD" ]] && "$PY" - "$OLD" <<'PY'
+import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+ext = [n for n in z.namelist() if n.startswith("mmcv/_ext") and n.endswith(".so")]
+sys.exit(0 if ext and b"libcudart" not in z.read(ext[0]) else 1)
+PY
+  then
     mkdir -p "$WHEEL_DIR"
-    BUILT=$(ls "$BUILD"/dist/mmcv-*.whl)
-    # Copy then rename, so an interrupted set-up never leaves a half wheel in the cache.
-    cp "$BUILT" "$WHEEL_DIR/.partial.whl"
-    mv "$WHEEL_DIR/.partial.whl" "$WHEEL_DIR/$(basename "$BUILT")"
-    WHEEL="$WHEEL_DIR/$(basename "$BUILT")"
-    rm -rf "$BUILD"
+    cp "$OLD" "$WHEEL_DIR/.partial.whl"
+    mv "$WHEEL_DIR/.partial.whl" "$WHEEL_DIR/$(basename "$OLD")"
+    WHEEL="$WHEEL_DIR/$(basename "$OLD")"
+    echo "  migrated the CPU-only wheel from $OLD_DIR to $WHEEL_DIR"
+  fi
+  if [[ -z "$WHEEL" ]]; then
+    echo "  no cached wheel in $WHEEL_DIR: building mmcv from source (CPU ops: about 15 minutes on 2 cores)"
+    HINT="building mmcv failed: the error above names the cause; fix it and rerun."
+    PY="$PY" bash "$REPO/tools/build_mmcv.sh" --out "$WHEEL_DIR"
+    WHEEL=$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-*.whl | head -n1)
   else
     echo "  reusing cached wheel $WHEEL"
   fi
   HINT="installing $WHEEL failed; delete it and rerun to rebuild."
   "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
-  "${PIP[@]}" install -q 'addict' 'mmengine==0.10.7' 'numpy' 'packaging' 'Pillow' 'pyyaml' 'yapf' 'opencv-python'
-  mmcv_ok || { HINT="mmcv imports but its ops (mmcv._ext) do not load: the cached wheel was probably built against another torch. Delete $WHEEL_DIR and rerun."; false; }
+  "${PIP[@]}" install -q "${MMCV_DEPS[@]}"
+  mmcv_ok || { HINT="mmcv imports but its ops (mmcv._ext) do not load or lack the CUDA ops asked for: the cached wheel was probably built against another torch. Delete $WHEEL_DIR and rerun."; false; }
 fi
 
 # 4. OpenMMLab libraries, timm, test tools, this package -------------------------------
 step "mmengine, mmdet, mmseg, timm, pytest, protune_mm"
 HINT="installing the Python dependencies failed (needs PyPI access)."
-"${PIP[@]}" install -q 'mmengine==0.10.7' 'mmdet==3.3.0' 'mmsegmentation==1.2.2' ftfy regex 'timm>=1.0,<2' \
-  pycocotools safetensors matplotlib pytest 'imagecorruptions-imaug==1.1.5'
+"${PIP[@]}" install -q "${STACK_SPECS[@]}"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
 
 # 5. Check that everything imports, so a broken install fails here and not later -----
@@ -131,5 +147,17 @@ import protune_mm
 import imagecorruptions  # tools/test_robustness.py
 print(f"  torch {torch.__version__} | torchvision {torchvision.__version__} | mmcv {mmcv.__version__} | "
       f"mmengine {mmengine.__version__} | mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | timm {timm.__version__}")
+# With a GPU visible, the CUDA ops must run: without them they fail only on the first CUDA tensor.
+from mmcv.ops import get_compiling_cuda_version, sigmoid_focal_loss
+if torch.cuda.is_available() and get_compiling_cuda_version() != "not available":
+    dev = torch.device("cuda")
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.]], device=dev)
+    nms(boxes, torch.tensor([0.9, 0.8], device=dev), 0.5)
+    RoIAlign((2, 2), 1.0, 0)(torch.rand(1, 1, 8, 8, device=dev), torch.tensor([[0., 0., 0., 4., 4.]], device=dev))
+    sigmoid_focal_loss(torch.rand(2, 3, device=dev), torch.tensor([0, 2], device=dev), 2.0, 0.25, None, "mean")
+    torch.cuda.synchronize()
+    print(f"  mmcv CUDA ops (RoIAlign, nms, sigmoid_focal_loss) run on {torch.cuda.get_device_name(0)}")
+elif torch.cuda.is_available():
+    print("  note: a GPU is visible but mmcv was built with CPU ops only (FORCE_CUDA=0)")
 PY
 step "done: use $PY"

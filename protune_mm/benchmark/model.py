@@ -131,41 +131,51 @@ def model_config(cfg, variant: dict):
 # ----------------------------------------------------------------------------------
 # Synthetic batch
 
-def synthetic_batch(task: str, batch: int, size: int, num_classes: int, seed: int = 0):
-    """A fixed batch of ``batch`` uint8 images of ``size`` x ``size`` with a few
-    boxes + masks (detection) or a label map (segmentation)."""
+def parse_size(size) -> tuple:
+    """``--size``: ``N`` (square) or ``WxH`` (e.g. ``1333x800``), as (width, height)."""
+    w, _, h = str(size).partition('x')
+    return int(w), int(h or w)
+
+
+def synthetic_batch(task: str, batch: int, size, num_classes: int, seed: int = 0):
+    """A fixed batch of ``batch`` uint8 images of ``size`` (``N`` or ``WxH``) with a
+    few boxes + masks (detection) or a label map (segmentation)."""
     import numpy as np
     import torch
+    width, height = parse_size(size)
     rng = np.random.RandomState(seed)
     inputs, samples = [], []
     for i in range(batch):
         inputs.append(torch.from_numpy(
-            rng.randint(0, 256, (3, size, size), dtype=np.uint8)))
-        meta = dict(img_id=i, img_path=f'synthetic_{i}.png', img_shape=(size, size),
-                    ori_shape=(size, size), pad_shape=(size, size),
+            rng.randint(0, 256, (3, height, width), dtype=np.uint8)))
+        shape = (height, width)
+        meta = dict(img_id=i, img_path=f'synthetic_{i}.png', img_shape=shape,
+                    ori_shape=shape, pad_shape=shape,
                     scale_factor=(1.0, 1.0), flip=False, flip_direction=None)
         if task == 'det':
             from mmdet.structures import DetDataSample
             from mmdet.structures.mask import BitmapMasks
             from mmengine.structures import InstanceData
             n = 4
-            xy = rng.uniform(0, size * 0.6, (n, 2))
-            wh = rng.uniform(size * 0.15, size * 0.4, (n, 2))
-            boxes = np.concatenate([xy, np.minimum(xy + wh, size - 1)], 1)
-            masks = np.zeros((n, size, size), np.uint8)
+            extent = np.array([width, height], np.float64)
+            xy = rng.uniform(0, 1, (n, 2)) * extent * 0.6
+            wh = rng.uniform(0.15, 0.4, (n, 2)) * extent
+            boxes = np.concatenate([xy, np.minimum(xy + wh, extent - 1)], 1)
+            masks = np.zeros((n, height, width), np.uint8)
             for k, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
                 masks[k, y1:y2, x1:x2] = 1
             gt = InstanceData(
                 bboxes=torch.tensor(boxes, dtype=torch.float32),
                 labels=torch.tensor(rng.randint(0, num_classes, n)),
-                masks=BitmapMasks(masks, size, size))
+                masks=BitmapMasks(masks, height, width))
             sample = DetDataSample(metainfo=meta)
             sample.gt_instances = gt
         else:
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
             sample = SegDataSample(metainfo=meta)
-            labels = torch.from_numpy(rng.randint(0, num_classes, (size // 16, size // 16)))
+            labels = torch.from_numpy(rng.randint(0, num_classes,
+                                                  (height // 16, width // 16)))
             labels = labels.repeat_interleave(16, 0).repeat_interleave(16, 1)
             sample.gt_sem_seg = PixelData(data=labels[None].long())
         samples.append(sample)
@@ -478,7 +488,8 @@ def parse_args(argv=None):
                    f'{sorted(METHODS)}; the first is the reference of the ratios')
     p.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]'")
     p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--size', type=int, default=320, help='square image side')
+    p.add_argument('--size', default='320',
+                   help="image size: N (square) or WxH, e.g. 1333x800")
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--steps', type=int, default=5, help='timed training steps')
     p.add_argument('--infer-steps', type=int, default=5)
@@ -492,7 +503,9 @@ def parse_args(argv=None):
     p.add_argument('--chart', help='PNG chart of the ratios (default: --out with .png)')
     p.add_argument('--worker', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for field in ('batch', 'size', 'steps', 'infer_steps', 'repeats'):
+    if min(parse_size(args.size)) < 1:
+        raise ValueError('--size must be >= 1')
+    for field in ('batch', 'steps', 'infer_steps', 'repeats'):
         if getattr(args, field) < 1:
             raise ValueError(f'--{field.replace("_", "-")} must be >= 1')
     if args.warmup < 0 or args.threads < 0:
@@ -524,7 +537,8 @@ def main(argv=None):
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         info = dict(config=args.config, device=args.device, batch=args.batch,
-                    size=args.size, warmup=args.warmup, steps=args.steps,
+                    size=int(args.size) if args.size.isdigit() else args.size,
+                    warmup=args.warmup, steps=args.steps,
                     infer_steps=args.infer_steps, repeats=args.repeats,
                     threads=args.threads, reference=labels[0],
                     command=' '.join(sys.argv), load_avg=os.getloadavg())
@@ -543,7 +557,7 @@ def main(argv=None):
             try:
                 draw_chart(agg, labels[0], chart,
                            f'{osp.basename(args.config)} ({args.device}, batch '
-                           f'{args.batch}x{args.size}^2)')
+                           f'{args.batch}, %dx%d)' % parse_size(args.size))
                 print(f'wrote {args.out} and {chart}')
             except ImportError:
                 print(f'wrote {args.out}; no chart: matplotlib is not installed')

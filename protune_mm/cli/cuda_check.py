@@ -1,0 +1,455 @@
+"""GPU acceptance check: run it once on a new GPU machine after ``make setup``.
+
+    python tools/cuda_check.py [--out FILE.json] [--work-dir DIR] [--skip ops train ddp bench]
+
+The first line says what was found (torch, its CUDA, the GPUs, whether mmcv has CUDA
+ops); then the checks run, and one table and one JSON (``--out``) give the results:
+
+  ops    mmcv's RoIAlign (forward, input gradient), nms (kept indices) and
+         sigmoid_focal_loss (forward, gradient) on CUDA against a CPU reference
+         (mmcv's CPU kernels; mmcv has none for the focal loss, so mmdet's formula
+         in plain torch), within ``TOLERANCES``;
+  train  every config of configs/det and configs/seg, scaled down (tiny backbone,
+         128 px synthetic images in the COCO / ADE20K layouts, ``--iters``
+         iterations), trained with fp16 AMP and, where the GPU has it, bf16: losses
+         finite, every frozen tensor bit-identical, the prompts moved;
+  ddp    the scaled-down Pro-tuned Mask R-CNN and UPerNet through
+         tools/dist_train.sh, one process per GPU, NCCL;
+  bench  tools/benchmark.py --device cuda on Mask R-CNN R50 (1333x800, batch 2) and
+         UPerNet R50 (512x512, batch 4): full, frozen, Pro-tuning, VPT.
+
+Without a GPU only the CPU references of the ops run; without mmcv CUDA ops the
+checks that need them (the ops, the det configs, Mask R-CNN) are skipped, the rest
+run. Every skip is a row of the table with its reason.
+
+Exit codes: 0 every check ran and passed; 1 a check failed; 3 nothing failed but
+checks were skipped (no GPU, or mmcv without CUDA ops); 2 bad arguments.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+#: The repository (configs/, tools/): protune_mm is installed from it in editable mode.
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+EXIT_OK, EXIT_FAILED, EXIT_SKIPPED = 0, 1, 3
+CHECKS = ('ops', 'train', 'ddp', 'bench')
+#: CUDA vs CPU, float32. The kernels differ in summation order and atomics only.
+TOLERANCES = {
+    'RoIAlign': dict(atol=1e-5, rtol=1e-4),
+    'nms': 'identical kept indices',
+    'sigmoid_focal_loss': dict(atol=1e-5, rtol=1e-4),
+}
+#: The models of the benchmark rows: stock configs, as in README.md, Benchmarks.
+BENCHMARKS = [
+    ('Mask R-CNN R50', 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '1333x800', 2),
+    ('UPerNet R50', 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py', '512x512', 4),
+]
+T0 = time.time()
+
+
+# ----------------------------------------------------------------------------------
+# What the machine has
+
+def environment() -> dict:
+    import torch
+    env = dict(torch=torch.__version__, torch_cuda=torch.version.cuda, gpus=[],
+               bf16=False, nccl=False, mmcv=None, mmcv_cuda=None, python=sys.version.split()[0])
+    if torch.version.cuda and torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            env['gpus'].append(dict(name=p.name, capability=f'{p.major}.{p.minor}',
+                                    memory_gib=round(p.total_memory / 2**30, 1)))
+        env['bf16'] = bool(torch.cuda.is_bf16_supported())
+        env['nccl'] = bool(torch.distributed.is_nccl_available())
+    try:
+        import mmcv
+        from mmcv.ops import get_compiling_cuda_version
+        env['mmcv'] = mmcv.__version__
+        version = get_compiling_cuda_version()
+        env['mmcv_cuda'] = None if version == 'not available' else version
+    except Exception as e:  # noqa: BLE001 - reported, the checks that need mmcv fail
+        env['mmcv_error'] = f'{type(e).__name__}: {e}'
+    return env
+
+
+def describe(env: dict) -> str:
+    gpus = env['gpus']
+    if gpus:
+        names = {}
+        for g in gpus:
+            key = f"{g['name']} (sm_{g['capability'].replace('.', '')}, {g['memory_gib']} GiB)"
+            names[key] = names.get(key, 0) + 1
+        gpu_text = f'{len(gpus)} GPU(s): ' + ', '.join(f'{n} x {k}' for k, n in names.items())
+    elif env['torch_cuda']:
+        gpu_text = 'NO GPU visible'
+    else:
+        gpu_text = 'NO GPU: this torch has no CUDA'
+    if env['mmcv'] is None:
+        ops = f"mmcv does not import ({env.get('mmcv_error')})"
+    elif env['mmcv_cuda']:
+        ops = f"mmcv {env['mmcv']} with CUDA ops (built with CUDA {env['mmcv_cuda']})"
+    else:
+        ops = f"mmcv {env['mmcv']} WITHOUT CUDA ops (CPU build)"
+    return (f"cuda_check: torch {env['torch']} (CUDA {env['torch_cuda'] or 'none'}) | "
+            f"{gpu_text} | {ops}")
+
+
+class Report:
+    def __init__(self):
+        self.rows = []
+
+    def add(self, check: str, name: str, status: str, detail: str = '', **data):
+        row = dict(check=check, name=name, status=status, detail=detail, **data)
+        self.rows.append(row)
+        print(f'[cuda_check {time.time() - T0:5.0f}s] {check:5s} {name}: {status}'
+              + (f' ({detail})' if detail else ''), flush=True)
+        return row
+
+    def table(self) -> str:
+        w = max([len(r['check'] + r['name']) + 1 for r in self.rows] + [10])
+        lines = [f"{'check':{w}s}  {'result':7s}  detail", '-' * (w + 40)]
+        for r in self.rows:
+            lines.append(f"{r['check'] + ' ' + r['name']:{w}s}  {r['status']:7s}  {r['detail']}")
+        return '\n'.join(lines)
+
+    def exit_code(self) -> int:
+        statuses = {r['status'] for r in self.rows}
+        if 'FAILED' in statuses:
+            return EXIT_FAILED
+        return EXIT_SKIPPED if 'skipped' in statuses else EXIT_OK
+
+
+def _guard(report: Report, check: str, name: str, fn, *args):
+    """Run one check; an exception is a failed row, not the end of the run."""
+    t = time.time()
+    try:
+        status, detail, data = fn(*args)
+    except Exception as e:  # noqa: BLE001
+        status, detail, data = 'FAILED', f'{type(e).__name__}: {e}'.splitlines()[0][:300], {}
+        data['traceback'] = traceback.format_exc()
+    report.add(check, name, status, detail, seconds=round(time.time() - t, 1), **data)
+
+
+# ----------------------------------------------------------------------------------
+# ops: mmcv's CUDA kernels against CPU
+
+def _close(a, b, tol) -> tuple:
+    import torch
+    err = (a.double() - b.double()).abs().max().item() if a.numel() else 0.0
+    return torch.allclose(a.double(), b.double(), **tol), err
+
+
+def focal_loss_reference(logits, target, gamma=2.0, alpha=0.25):
+    """mmdet's py_sigmoid_focal_loss (reduction 'none'): mmcv has no CPU kernel."""
+    import torch.nn.functional as F
+    one_hot = F.one_hot(target, logits.size(1) + 1)[:, :-1].type_as(logits)  # C = background
+    p = logits.sigmoid()
+    pt = (1 - p) * one_hot + p * (1 - one_hot)
+    weight = (alpha * one_hot + (1 - alpha) * (1 - one_hot)) * pt.pow(gamma)
+    return F.binary_cross_entropy_with_logits(logits, one_hot, reduction='none') * weight
+
+
+def _op_cases():
+    """name -> (inputs on CPU, function(device inputs) -> tensors to compare)."""
+    import torch
+    from mmcv.ops import RoIAlign, nms, sigmoid_focal_loss
+    g = torch.Generator().manual_seed(0)
+    feat = torch.rand(2, 16, 40, 48, generator=g)
+    xy = torch.rand(32, 2, generator=g) * 70
+    wh = torch.rand(32, 2, generator=g) * 30 + 2
+    rois = torch.cat([torch.randint(0, 2, (32, 1), generator=g).float(), xy, xy + wh], 1)
+    roi_align = RoIAlign((7, 7), spatial_scale=0.5, sampling_ratio=2, aligned=True)
+
+    def run_roi_align(f, r):
+        f = f.clone().requires_grad_(True)
+        out = roi_align(f, r)
+        out.backward(torch.ones_like(out))
+        return [out.detach(), f.grad]
+
+    xy = torch.rand(300, 2, generator=g) * 200
+    boxes = torch.cat([xy, xy + torch.rand(300, 2, generator=g) * 60 + 4], 1)
+    scores = torch.randperm(300, generator=g).float() / 300  # distinct: no ties to break
+
+    def run_nms(b, s):
+        return [nms(b, s, 0.5)[1].long()]
+
+    # Moderate logits: mmcv's kernel takes log(1 - p) in float32, which loses digits
+    # for saturated p that a tolerance should not have to absorb.
+    logits = torch.randn(64, 20, generator=g) * 1.5
+    labels = torch.randint(0, 21, (64,), generator=g)  # 20 = background
+
+    def run_focal(x, t, reference=False):
+        x = x.clone().requires_grad_(True)
+        out = (focal_loss_reference(x.double(), t).float() if reference else
+               sigmoid_focal_loss(x, t, 2.0, 0.25, None, 'none'))
+        out.backward(torch.ones_like(out))
+        return [out.detach(), x.grad]
+
+    return {
+        'RoIAlign': ((feat, rois), run_roi_align, run_roi_align),
+        'nms': ((boxes, scores), run_nms, run_nms),
+        'sigmoid_focal_loss': ((logits, labels), lambda x, t: run_focal(x, t, True), run_focal),
+    }
+
+
+def check_ops(env: dict, report: Report):
+    if env['mmcv'] is None:
+        report.add('ops', 'mmcv', 'FAILED', env.get('mmcv_error', 'mmcv does not import'))
+        return
+    cuda = bool(env['gpus'] and env['mmcv_cuda'])
+    why = 'no GPU visible' if not env['gpus'] else 'mmcv has no CUDA ops'
+    for name, (inputs, cpu_fn, cuda_fn) in _op_cases().items():
+        def one(name=name, inputs=inputs, cpu_fn=cpu_fn, cuda_fn=cuda_fn):
+            expected = cpu_fn(*inputs)
+            if not cuda:
+                return 'skipped', f'CPU reference ran; CUDA side skipped: {why}', {}
+            got = [t.cpu() for t in cuda_fn(*[t.cuda() for t in inputs])]
+            tol = TOLERANCES[name]
+            if isinstance(tol, str):
+                same = all(a.shape == b.shape and bool((a == b).all())
+                           for a, b in zip(got, expected))
+                return ('ok' if same else 'FAILED'), f'{tol}: {same}', {}
+            errs, ok = [], True
+            for a, b in zip(got, expected):
+                close, err = _close(a, b, tol)
+                ok, errs = ok and close, errs + [err]
+            detail = (f"max |CUDA - CPU| {', '.join(f'{e:.1e}' for e in errs)} (forward, grad); "
+                      f"tolerance atol {tol['atol']}, rtol {tol['rtol']}")
+            return ('ok' if ok else 'FAILED'), detail, dict(max_abs_err=errs)
+        _guard(report, 'ops', name, one)
+
+
+# ----------------------------------------------------------------------------------
+# train: scaled-down configs, AMP fp16 / bf16
+
+def configs() -> list:
+    return sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py'))) + \
+        sorted(glob.glob(osp.join(REPO, 'configs', 'seg', '*.py')))
+
+
+def synthetic_data(root: str) -> dict:
+    from protune_mm.data import make_ade20k, make_coco
+    make_coco(osp.join(root, 'coco'), num_train=4, num_val=2, image_size=128, seed=0)
+    make_ade20k(osp.join(root, 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
+    return dict(coco=osp.join(root, 'coco') + '/',
+                ade=osp.join(root, 'ade', 'ADEChallengeData2016'))
+
+
+def scaled_config(path: str, data: dict, work_dir: str, iters: int):
+    """The config scaled down (protune_mm.cli.scaled_config), training only."""
+    from mmengine.config import Config
+
+    from protune_mm.cli.scaled_config import shrink
+    cfg = shrink(Config.fromfile(path), data, work_dir, iters=iters)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
+    for split in ('val', 'test'):  # training is what is checked here
+        cfg[f'{split}_dataloader'] = cfg[f'{split}_cfg'] = cfg[f'{split}_evaluator'] = None
+    cfg.default_hooks.checkpoint.interval = iters
+    return cfg
+
+
+def train_one(path: str, data: dict, work_dir: str, dtype: str, iters: int):
+    import torch
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    """Train one scaled-down config with AMP in ``dtype`` ('float16', 'bfloat16'; None:
+    float32 without AMP, which also runs on CPU) and check what training changed."""
+    cfg = scaled_config(path, data, work_dir, iters)
+    if dtype is not None:
+        ow = cfg.optim_wrapper
+        ow.type = 'AmpOptimWrapper'
+        ow.dtype = dtype
+        # fp16: a small initial loss scale, so the few steps are not all skipped as overflows.
+        ow.loss_scale = dict(init_scale=2.0**9) if dtype == 'float16' else 'dynamic'
+
+    class Watch(Hook):
+        priority = 'LOWEST'
+
+        def __init__(self):
+            self.losses, self.before = [], None
+
+        def before_train(self, runner):
+            self.before = {k: v.detach().clone() for k, v in runner.model.state_dict().items()}
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            self.losses.append({k: float(torch.as_tensor(v).detach())
+                                for k, v in (outputs or {}).items() if k.startswith('loss')})
+
+    runner = Runner.from_cfg(cfg)
+    watch = Watch()
+    runner.register_hook(watch)
+    runner.train()
+    after = runner.model.state_dict()
+    frozen = [k for k in watch.before if k.startswith('backbone.backbone.')]
+    prompts = [k for k in watch.before if k.startswith('backbone.prompts.')]
+    changed = [k for k in frozen if not torch.equal(watch.before[k], after[k])]
+    moved = sum(not torch.equal(watch.before[k], after[k]) for k in prompts)
+    finite = bool(watch.losses) and all(math.isfinite(v) for row in watch.losses
+                                        for v in row.values())
+    wants_prompts = cfg.model.backbone.type != 'protune_mm.Frozen'
+    problems = []
+    if not finite:
+        problems.append('non-finite loss')
+    if not frozen or changed:
+        problems.append(f'{len(changed)} frozen tensors changed: {changed[:3]}'
+                        if frozen else 'no frozen tensors found')
+    if wants_prompts and not moved:
+        problems.append('the prompts did not move')
+    last = watch.losses[-1].get('loss') if watch.losses else None
+    detail = (f'{len(watch.losses)} iters, last loss {last:.4g}, ' if last is not None else '') + \
+        f'{len(frozen)} frozen tensors bit-identical, {moved}/{len(prompts)} prompt tensors moved'
+    data = dict(losses=watch.losses, frozen_tensors=len(frozen), frozen_changed=changed,
+                prompt_tensors=len(prompts), prompts_moved=moved)
+    del runner
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return ('FAILED', '; '.join(problems) + ' | ' + detail, data) if problems else \
+        ('ok', detail, data)
+
+
+def check_train(env: dict, report: Report, work_dir: str, iters: int):
+    dtypes = [('fp16', 'float16')] + ([('bf16', 'bfloat16')] if env['bf16'] else [])
+    data = synthetic_data(osp.join(work_dir, 'data')) if env['gpus'] else None
+    for path in configs():
+        name = osp.splitext(osp.basename(path))[0]
+        det = osp.basename(osp.dirname(path)) == 'det'
+        for label, dtype in dtypes:
+            if not env['gpus']:
+                report.add('train', f'{name} {label}', 'skipped', 'no GPU visible')
+            elif det and not env['mmcv_cuda']:
+                report.add('train', f'{name} {label}', 'skipped',
+                           'needs mmcv CUDA ops (RoIAlign / nms / focal loss)')
+            else:
+                _guard(report, 'train', f'{name} {label}', train_one, path, data,
+                       osp.join(work_dir, 'train', f'{name}_{label}'), dtype, iters)
+        if env['gpus'] and not env['bf16']:
+            report.add('train', f'{name} bf16', 'skipped', 'this GPU has no bf16')
+
+
+# ----------------------------------------------------------------------------------
+# ddp: tools/dist_train.sh, one process per GPU, NCCL
+
+def ddp_one(name: str, procs: int, data: dict, work_dir: str, iters: int,
+            backend: str = 'nccl'):
+    """tools/dist_train.sh on the scaled-down config: ``procs`` processes (one per GPU;
+    gloo on CPU runs the same path without a GPU)."""
+    cfg = scaled_config(osp.join(REPO, 'configs', 'seg' if 'upernet' in name else 'det',
+                                 name + '.py'), data, work_dir, iters)
+    cfg.env_cfg.dist_cfg = dict(backend=backend)
+    path = osp.join(work_dir, name + '_ddp.py')
+    os.makedirs(work_dir, exist_ok=True)
+    cfg.dump(path)
+    cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), path, str(procs),
+           '--work-dir', work_dir]
+    # dist_train.sh runs `python`: this one, also when its venv is not activated.
+    env_vars = dict(os.environ, PORT=str(29500 + os.getpid() % 1000),
+                    PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
+    proc = subprocess.run(cmd, cwd=REPO, env=env_vars, capture_output=True, text=True,
+                          timeout=300)
+    with open(osp.join(work_dir, 'dist_train.log'), 'w') as f:
+        f.write(proc.stdout + proc.stderr)
+    if proc.returncode:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
+        return 'FAILED', f'exit {proc.returncode}: {tail[0][:200]} (log {work_dir})', {}
+    losses = []
+    for scalars in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')):
+        losses += [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
+    finite = bool(losses) and all(math.isfinite(v) for v in losses)
+    return ('ok' if finite else 'FAILED'), \
+        f'{procs} processes ({backend}), {len(losses)} logged losses, finite: {finite}', \
+        dict(losses=losses)
+
+
+def check_ddp(env: dict, report: Report, work_dir: str, iters: int):
+    data = synthetic_data(osp.join(work_dir, 'data')) if env['gpus'] else None
+    for name in ('mask_rcnn_protune_r50', 'upernet_protune_r50_ade20k'):
+        if not env['gpus']:
+            report.add('ddp', name, 'skipped', 'no GPU visible')
+        elif not env['nccl']:
+            report.add('ddp', name, 'FAILED', 'torch has no NCCL')
+        elif 'mask_rcnn' in name and not env['mmcv_cuda']:
+            report.add('ddp', name, 'skipped', 'needs mmcv CUDA ops')
+        else:
+            _guard(report, 'ddp', name, ddp_one, name, len(env['gpus']), data,
+                   osp.join(work_dir, 'ddp', name), iters)
+
+
+# ----------------------------------------------------------------------------------
+# bench: tools/benchmark.py --device cuda
+
+def bench_one(config: str, size: str, batch: int, out: str):
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'benchmark.py'), config, '--device', 'cuda',
+           '--methods', 'full', 'frozen', 'protune', 'vpt', '--batch', str(batch),
+           '--size', size, '--warmup', '2', '--steps', '3', '--infer-steps', '3',
+           '--out', out]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
+    if proc.returncode:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
+        return 'FAILED', f'exit {proc.returncode}: {tail[0][:200]}', {}
+    with open(out) as f:
+        result = json.load(f)
+    print(result['table'], flush=True)
+    return 'ok', f'table in {out}', dict(median=result['median'])
+
+
+def check_bench(env: dict, report: Report, work_dir: str):
+    for name, config, size, batch in BENCHMARKS:
+        label = f'{name} {size} batch {batch}'
+        if not env['gpus']:
+            report.add('bench', label, 'skipped', 'no GPU visible')
+        elif 'mmdet' in config and not env['mmcv_cuda']:
+            report.add('bench', label, 'skipped', 'needs mmcv CUDA ops')
+        else:
+            out = osp.join(work_dir, 'bench', name.replace(' ', '_').lower() + '.json')
+            _guard(report, 'bench', label, bench_one, config, size, batch, out)
+
+
+# ----------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', help='JSON of the results (default: WORK_DIR/cuda_check.json)')
+    parser.add_argument('--work-dir', help='scratch folder (default: a temporary one)')
+    parser.add_argument('--skip', nargs='+', choices=CHECKS, default=[])
+    parser.add_argument('--iters', type=int, default=6, help='training iterations per config')
+    args = parser.parse_args(argv)
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix='cuda_check_')
+    out = args.out or osp.join(work_dir, 'cuda_check.json')
+
+    env = environment()
+    print(describe(env), flush=True)
+    report = Report()
+    if 'ops' not in args.skip:
+        check_ops(env, report)
+    if 'train' not in args.skip:
+        check_train(env, report, work_dir, args.iters)
+    if 'ddp' not in args.skip:
+        check_ddp(env, report, work_dir, args.iters)
+    if 'bench' not in args.skip:
+        check_bench(env, report, work_dir)
+
+    code = report.exit_code()
+    print('\n' + describe(env))
+    print(report.table())
+    verdict = {EXIT_OK: 'every check passed', EXIT_FAILED: 'FAILED',
+               EXIT_SKIPPED: 'nothing failed, but checks were SKIPPED (see above)'}[code]
+    print(f'\n{verdict}; {time.time() - T0:.0f} s; results in {out}; exit code {code}')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(dict(environment=env, tolerances=TOLERANCES, exit_code=code,
+                       seconds=round(time.time() - T0, 1), checks=report.rows),
+                  f, indent=1)
+    return code
+
+
+if __name__ == '__main__':
+    sys.exit(main())
