@@ -1,6 +1,6 @@
 """The README's robustness example (section Robustness): a Pro-tuned UPerNet, the
 real config shrunk as the tests shrink it (frozen ResNet-18 at a fixed random
-init saved as its 'pretrained' file, 128 px, tests/conftest.py's shrink), trained
+init saved as its 'pretrained' file, 128 px, protune_mm.cli.scaled_config.shrink), trained
 briefly on synthetic ADE20K-layout data; writes its config, small checkpoint and
 task pack, then prints the tools/test_robustness.py commands.
 
@@ -11,14 +11,17 @@ import copy
 import glob
 import os
 import os.path as osp
-import sys
 
 import torch
 from mmengine.config import Config
 
+from protune_mm.cli.scaled_config import shrink
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO, 'tests'))
-from conftest import config_path, shrink  # noqa: E402
+
+
+def config_path(name):
+    return osp.join(REPO, 'configs', 'seg' if 'upernet' in name else 'det', name + '.py')
 
 
 def main(argv=None):
