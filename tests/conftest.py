@@ -44,3 +44,23 @@ def synthetic_data(tmp_path_factory):
     make_ade20k(str(root / 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
     return dict(coco=str(root / 'coco') + '/',
                 ade=str(root / 'ade' / 'ADEChallengeData2016'))
+
+
+@pytest.fixture(autouse=True)
+def restore_visualizers():
+    """Runners and inferencers register process-global visualizer instances, and a
+    later runner's hooks take the last one created (mmengine's
+    get_current_instance): a seg visualizer left by one test breaks the next det
+    test. Each test gets back the instances it started with."""
+    from mmengine.visualization import Visualizer
+    classes = [Visualizer] + _subclasses(Visualizer)
+    saved = [(c, dict(c._instance_dict)) for c in classes]
+    yield
+    for c in [Visualizer] + _subclasses(Visualizer):
+        c._instance_dict.clear()
+    for c, d in saved:
+        c._instance_dict.update(d)
+
+
+def _subclasses(cls):
+    return [s for c in cls.__subclasses__() for s in [c] + _subclasses(c)]

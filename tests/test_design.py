@@ -408,23 +408,7 @@ def _inferencer_config(tmp_path, task, pretrained):
     return cfg, path
 
 
-@pytest.fixture
-def restore_visualizers():
-    """Inferencers register global visualizer instances; a later runner's hooks
-    would pick the last one (mmengine's get_current_instance), so drop them."""
-    from mmdet.visualization import DetLocalVisualizer
-    from mmengine.visualization import Visualizer
-    from mmseg.visualization import SegLocalVisualizer
-    classes = (Visualizer, DetLocalVisualizer, SegLocalVisualizer)
-    saved = [dict(c._instance_dict) for c in classes]
-    yield
-    for c, d in zip(classes, saved):
-        c._instance_dict.clear()
-        c._instance_dict.update(d)
-
-
 @pytest.mark.parametrize('task', ['det', 'seg'])
-@pytest.mark.usefixtures('restore_visualizers')
 def test_11_inferencers_take_task_packs_with_the_identity_checked(tmp_path, task):
     if task == 'det':
         from mmdet.apis import DetInferencer as Inferencer
@@ -469,4 +453,3 @@ def test_predictions_are_those_of_the_source_model(tmp_path):
     model = build('mmdet', retinanet_cfg())
     load_checkpoint(model, pack)
     assert same(predict(model), predict(source))
-
