@@ -12,7 +12,6 @@ Differences: missing dataset paths are reported before anything is built;
 env_cfg.dist_cfg.backend=gloo``); ``--amp`` refuses CPU-only machines.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -20,7 +19,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from protune_mm.cli.common import (check_data, default_work_dir, enable_amp,
+from protune_mm.cli.common import (add_launcher_args, check_data, default_work_dir,
+                                   enable_amp, set_local_rank,
                                    setup_cpu_distributed, task_of)
 
 
@@ -51,16 +51,9 @@ def parse_args(argv=None):
         action=DictAction,
         help='override settings of the config, key=value pairs, e.g. '
         'train_dataloader.batch_size=4 or key="[a,b]" for lists')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank, older versions --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_args(parser)
     args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    set_local_rank(args)
     return args
 
 

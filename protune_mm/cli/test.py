@@ -1,13 +1,12 @@
 """tools/test.py's command line and config set-up, shared with
 tools/test_robustness.py (which runs the same test, once per corruption)."""
 import argparse
-import os
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from .common import default_work_dir, task_of
+from .common import add_launcher_args, default_work_dir, set_local_rank, task_of
 
 
 def build_parser(description='Test (and evaluate) a prompt-tuned detector or '
@@ -40,19 +39,13 @@ def build_parser(description='Test (and evaluate) a prompt-tuned detector or '
         nargs='+',
         action=DictAction,
         help='override settings of the config, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_args(parser)
     return parser
 
 
 def parse_args(argv=None, parser=None):
     args = (parser or build_parser()).parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    set_local_rank(args)
     return args
 
 
