@@ -11,7 +11,7 @@ from .engine import *  # noqa: F401,F403
 from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
                       find_wrappers)
 from .registry import HOOKS, MODELS, TRANSFORMS
-from . import robustness  # registers protune_mm.Corrupt
+from . import robustness  # noqa: F401  (registers protune_mm.Corrupt)
 
 __all__ = ['__version__', 'MODELS', 'HOOKS', 'TRANSFORMS', 'PromptMethod', 'FrozenBackboneWrapper',
            'Frozen', 'ProTune', 'VPT', 'TimmViT', 'BackboneAdapter', 'Stage',

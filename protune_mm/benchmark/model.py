@@ -45,6 +45,8 @@ import subprocess
 import sys
 import time
 
+from protune_mm.fileio import write_json
+
 METHODS = {
     'full': None,  # the stock model, trained as its config says
     'frozen': 'protune_mm.Frozen',
@@ -543,15 +545,8 @@ def main(argv=None):
                     threads=args.threads, reference=labels[0],
                     command=' '.join(sys.argv), load_avg=os.getloadavg())
         # Atomic: a crash mid-write leaves the previous file, not half a JSON.
-        tmp = f'{args.out}.tmp{os.getpid()}'
-        try:
-            with open(tmp, 'w') as f:
-                json.dump(dict(info=info, table=table, median=agg, runs=runs), f,
-                          indent=1)
-            os.replace(tmp, args.out)
-        finally:
-            if osp.exists(tmp):
-                os.remove(tmp)
+        write_json(dict(info=info, table=table, median=agg, runs=runs), args.out,
+                   indent=1)
         if not args.no_timing:
             chart = args.chart or osp.splitext(args.out)[0] + '.png'
             try:

@@ -23,7 +23,6 @@ import logging
 import os
 import os.path as osp
 import struct
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
@@ -33,6 +32,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from ..fileio import atomic_write
 from ..version import __version__
 from .policy import (CheckpointError, all_or_none, annotate, check_readable,
                      frozen_identity, listed, methods_of, recorded_identities,
@@ -215,33 +215,11 @@ def save_prompt_pack(pack: PromptPack, path: str) -> str:
     ``path`` (and no temp file)."""
     from safetensors.torch import save_file
     path = osp.abspath(path)
-    directory = osp.dirname(path)
-    os.makedirs(directory, exist_ok=True)
     # safetensors refuses shared or non-contiguous storage; packs are small.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in pack.tensors.items()}
     metadata = {k: json.dumps(v) for k, v in pack.metadata.items()}
-    fd, tmp = tempfile.mkstemp(prefix=osp.basename(path) + '.', suffix='.tmp',
-                               dir=directory)
-    os.close(fd)
-    try:
+    with atomic_write(path, fsync=True) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
     pack.path = path
     return path
 

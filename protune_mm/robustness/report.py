@@ -5,13 +5,12 @@ mPC is the mean of a metric over every corruption and severity (1-5) evaluated,
 rPC = mPC / clean (Michaelis et al. 2019, 'Benchmarking Robustness in Object
 Detection').
 """
-import json
 import os
 import os.path as osp
 import statistics
-import tempfile
 from collections import OrderedDict
 
+from ..fileio import write_json  # noqa: F401  (part of this module's API)
 from .corruptions import FAMILIES, family_of
 
 #: the stock metric of each task that the summary is about.
@@ -116,24 +115,3 @@ def plot(clean: dict, corrupted: dict, path: str, title: str = '', keys=None) ->
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def write_json(obj, path: str):
-    """Atomic: a temp file in the target folder, then os.replace; an interrupted
-    write leaves the previous file whole."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + osp.basename(path) + '.',
-                               suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=2)
-            f.write('\n')
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for secrets, not results
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise

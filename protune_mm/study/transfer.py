@@ -47,7 +47,6 @@ import os.path as osp
 import platform
 import shlex
 import statistics
-import tempfile
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
@@ -56,7 +55,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from protune_mm.robustness.report import write_json
+from protune_mm.fileio import atomic_write, write_json
 
 # ----------------------------------------------------------------------------------
 # Study settings
@@ -538,15 +537,8 @@ def load_checkpoint_state(path: str) -> dict:
 
 
 def atomic_save(obj, path: str):
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), suffix='.tmp')
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------
