@@ -26,9 +26,9 @@ from protune_mm.checkpoint import CheckpointError, frozen_identity  # noqa: E402
 from protune_mm.checkpoint import pack as pp  # noqa: E402
 from protune_mm.checkpoint.policy import strip_frozen  # noqa: E402
 from protune_mm.ops.frozen_ops import frozen_ops_enabled  # noqa: E402
-from test_prompt_pack import (REPO, build, make_runner, perturb, predict,  # noqa: E402
-                              quick_runner, resnet, retinanet_cfg, same,
-                              save_pretrained, snapshot, toy_net, unchanged)
+from test_prompt_pack import (REPO, build, initialised_pack, make_runner,  # noqa: E402
+                              perturb, predict, quick_runner, resnet, retinanet_cfg,
+                              same, save_pretrained, snapshot, toy_net, unchanged)
 from test_swap_configs import stock_config  # noqa: E402
 
 assert quick_runner  # a fixture, used by name
@@ -215,16 +215,8 @@ def test_1_ema_checkpoints_drop_the_frozen_backbone_and_resume(tmp_path, quick_r
 def test_2_a_prompts_pack_alone_is_refused_and_loads_on_top_of_a_checkpoint(
         tmp_path, quick_runner):
     pretrained = save_pretrained(tmp_path / 'r18.pth', seed=42)
-    source = toy_net(pretrained)
-    source.init_weights()
-    perturb(source, seed=1)
-    prompts = str(tmp_path / 'prompts.safetensors')
-    pp.save_prompt_pack(pp.make_prompt_pack(source, 'prompts'), prompts)
-    heads = toy_net(pretrained)
-    heads.init_weights()
-    perturb(heads, seed=2)
-    task = str(tmp_path / 'task.safetensors')
-    pp.save_prompt_pack(pp.make_prompt_pack(heads, 'task'), task)
+    source, prompts = initialised_pack(tmp_path, pretrained, 'prompts', seed=1)
+    heads, task = initialised_pack(tmp_path, pretrained, 'task', seed=2)
 
     with pytest.raises(CheckpointError, match='prompts-only pack.*neck or heads.*'
                                               '--prompts PACK'):

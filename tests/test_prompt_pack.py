@@ -428,6 +428,17 @@ def make_runner(work_dir, model, max_iters=2, hooks=(), **kw):
     return runner, probe
 
 
+def initialised_pack(tmp_path, pretrained, kind, seed):
+    """(model, path): a toy_net from ``pretrained``, initialised, its prompts and
+    heads made seed-specific, exported as a ``kind`` pack."""
+    model = toy_net(pretrained)
+    model.init_weights()
+    perturb(model, seed=seed)
+    path = str(tmp_path / f'{kind}_{seed}.safetensors')
+    pp.save_prompt_pack(pp.make_prompt_pack(model, kind), path)
+    return model, path
+
+
 def save_pretrained(path, seed):
     """A 'pretrained' ResNet-18 file: the frozen source of toy_net."""
     from mmdet.models.backbones import ResNet
@@ -485,12 +496,7 @@ def test_runner_loads_pack_and_initialises_frozen_backbone(tmp_path, quick_runne
     from the pack; a pack that does not fit is refused before anything changes."""
     from mmengine.runner import Runner
     pretrained = save_pretrained(tmp_path / 'r18.pth', seed=42)
-
-    source = toy_net(pretrained)
-    source.init_weights()
-    perturb(source, seed=1)
-    pack = str(tmp_path / 'task.safetensors')
-    pp.save_prompt_pack(pp.make_prompt_pack(source, 'task'), pack)
+    source, pack = initialised_pack(tmp_path, pretrained, 'task', seed=1)
 
     model = toy_net(pretrained)  # built, not initialised: random frozen backbone
     assert not source.backbone.backbone.state_dict()['conv1.weight'].equal(
