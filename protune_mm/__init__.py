@@ -9,13 +9,14 @@ from .backbones import TimmViT
 from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
 from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
-                      find_wrappers)
+                      bind_image_regions, find_wrappers)
 from .registry import HOOKS, MODELS, TRANSFORMS
 from . import robustness  # noqa: F401  (registers protune_mm.Corrupt)
 
 __all__ = ['__version__', 'MODELS', 'HOOKS', 'TRANSFORMS', 'PromptMethod', 'FrozenBackboneWrapper',
            'Frozen', 'ProTune', 'VPT', 'TimmViT', 'BackboneAdapter', 'Stage',
-           'adapter_for', 'register_adapter', 'find_wrappers', 'ParamReportHook',
+           'adapter_for', 'register_adapter', 'find_wrappers', 'bind_image_regions',
+           'ParamReportHook', 'ImageRegionHook',
            'PromptCheckpointHook', 'parameter_report', 'load_prompt_pack',
            'read_prompt_pack', 'export_prompt_pack', 'is_prompt_pack', 'PromptPack',
            'pack_nbytes', 'check_readable', 'format_report']

@@ -210,8 +210,8 @@ def test_tasks_are_deterministic_and_use_their_classes(task, classes):
     assert not np.array_equal(study_tool.make_task(task, 3, 32, seed=8)[0], images)
 
 
-def test_vpt_band_keeps_the_ratio_of_10_px_at_320():
-    assert [study_tool.vpt_band(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]
+def test_vpt_border_keeps_the_ratio_of_10_px_at_320():
+    assert [study_tool.vpt_border(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]
 
 
 @pytest.mark.slow

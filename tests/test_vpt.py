@@ -202,40 +202,121 @@ def _normalised(pixels):
     return (pixels - mean) / std
 
 
-def test_pad_prompts_replace_the_border_band_exactly():
-    """VPT(ResNet)(x) == ResNet(x with its border band replaced by the prompt
-    pixels): same sizes, same alignment. With h = pad_base + 2p and w = pad_base
-    the prompts are used at their learned size (no resampling)."""
+def _frame(vpt, x, regions, p):
+    """What the backbone must see: ``x`` at offset ``border`` in a zero canvas,
+    each image's prompt frame (resized to its region) around its own region."""
+    o = vpt.pad_align * math.ceil(p / vpt.pad_align)
+    canvas = torch.nn.functional.pad(x, (o, o, o, o))
+    for i, (h, w) in enumerate(regions):
+        tb = _normalised(vpt.prompts['pad_tb'].prompt.detach())
+        lr = _normalised(vpt.prompts['pad_lr'].prompt.detach())
+        if tb.shape[-1] != w + 2 * p:
+            tb = torch.nn.functional.interpolate(tb, size=(2 * p, w + 2 * p),
+                                                 mode='bilinear', align_corners=False)
+        if lr.shape[-2] != h:
+            lr = torch.nn.functional.interpolate(lr, size=(h, 2 * p),
+                                                 mode='bilinear', align_corners=False)
+        canvas[i, :, o - p:o, o - p:o + w + p] = tb[0, :, :p]
+        canvas[i, :, o + h:o + h + p, o - p:o + w + p] = tb[0, :, p:]
+        canvas[i, :, o:o + h, o - p:o] = lr[0, ..., :p]
+        canvas[i, :, o:o + h, o + w:o + w + p] = lr[0, ..., p:]
+    return canvas
+
+
+def _backbone_input(vpt, x):
+    seen = []
+    handle = vpt.backbone.conv1.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].clone()))
+    with torch.no_grad():
+        outs = vpt(x)
+    handle.remove()
+    return seen[0], outs
+
+
+def test_pad_prompts_surround_the_image_as_published():
+    """The official layout: a border of p prompt pixels concatenated around the
+    image (none replaced), top/bottom rows spanning the corners; the image at an
+    offset of 32 px (a multiple of every ResNet stride), zeros beyond the
+    prompts. Outputs are the bare backbone's on that input, cropped by
+    32 / stride cells per side: the bare backbone's shapes."""
     p, base = 3, 40
     vpt, bare = vpt_and_bare(R18, num_tokens=p, pad_base=base)
     assert vpt.method_config()['deep'] is False and vpt.method_config()['location'] == 'pad'
-    tb = _normalised(vpt.prompts['pad_tb'].prompt.detach())  # (1, 3, 2p, base)
-    lr = _normalised(vpt.prompts['pad_lr'].prompt.detach())  # (1, 3, base, 2p)
-    x = image(h=base + 2 * p, w=base)
-    expected = x.clone()
-    expected[:, :, :p, :] = tb[:, :, :p]
-    expected[:, :, -p:, :] = tb[:, :, p:]
-    expected[:, :, p:-p, :p] = lr[..., :p]
-    expected[:, :, p:-p, -p:] = lr[..., p:]
+    assert vpt.prompts['pad_tb'].prompt.shape == (1, 3, 2 * p, base + 2 * p)
+    assert vpt.prompts['pad_lr'].prompt.shape == (1, 3, base, 2 * p)
+    x = image(h=base, w=base)
+    with pytest.warns(UserWarning, match='no image regions bound'):
+        seen, outs = _backbone_input(vpt, x)
+    expected = _frame(vpt, x, [(base, base)] * 2, p)
+    assert torch.equal(seen, expected)
     with torch.no_grad():
-        outs = vpt(x)
-        assert max_diff(outs, bare(expected)) <= 1e-5
-        assert max_diff(outs, bare(x)) > 1e-3
-        # Pixels inside the band do not matter any more, pixels outside do.
-        y = x.clone()
-        y[:, :, :p] = 100.0
-        y[:, :, :, -p:] = -100.0
-        assert max_diff(vpt(y), outs) == 0
-        y[:, :, p + 5, p + 5] += 1
-        assert max_diff(vpt(y), outs) > 0
+        full = bare(expected)
+        ref = bare(x)
+    for out, f, r in zip(outs, full, ref):
+        k = 32 // (expected.shape[-1] // f.shape[-1])
+        assert out.shape == r.shape and torch.equal(out, f[..., k:-k, k:-k])
 
 
-@pytest.mark.parametrize('h, w', [(64, 64), (75, 50)])
-def test_pad_prompts_keep_feature_map_sizes(h, w):
-    vpt, bare = vpt_and_bare(R18, num_tokens=5)
-    x = image(h=h, w=w)
+@pytest.mark.parametrize('h, w', [(256, 256), (200, 232)])
+def test_pad_prompts_keep_features_aligned_with_the_image(h, w):
+    """An object at a known place responds at the same cells of every output as
+    in the bare backbone (one cell off would move the peak), in maps of the
+    bare backbone's sizes, also for sides that are no multiple of 32."""
+    vpt, bare = vpt_and_bare(R18, num_tokens=5, pad_base=64)
+    background = torch.zeros(1, 3, h, w)
+    scene = background.clone()
+    scene[:, :, 100:140, 150:190] = 3.0
+
+    def peaks(net):
+        with torch.no_grad():
+            responses = [(a - b).norm(dim=1)[0]
+                         for a, b in zip(net(scene), net(background))]
+        return [(tuple(r.shape), divmod(int(r.argmax()), r.shape[1])) for r in responses]
+
+    assert peaks(vpt) == peaks(bare)
+
+
+def test_pad_prompts_surround_each_image_of_a_padded_batch():
+    """In a batch padded to a common shape, each image's frame goes around its own
+    region (from the data samples' img_shape), not around the batch tensor."""
+    from mmdet.structures import DetDataSample
+    p = 4
+    vpt, _ = vpt_and_bare(R18, num_tokens=p, pad_base=64)
+    x = image(h=64, w=64)
+    x[1, :, 40:] = 0
+    x[1, :, :, 48:] = 0  # the second image is 40x48, padded like mmdet's batches
+
+    class Detector(nn.Module):  # the forward signature of mmdet/mmseg models
+        def __init__(self):
+            super().__init__()
+            self.backbone = vpt
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return self.backbone(inputs)
+
+    samples = [DetDataSample(metainfo=dict(img_shape=s)) for s in [(64, 64), (40, 48)]]
+    model = Detector()
+    handles = protune_mm.bind_image_regions(model)
+    assert len(handles) == 2 and protune_mm.bind_image_regions(model) == []
+    seen = []
+    vpt.backbone.conv1.register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
     with torch.no_grad():
-        assert [o.shape for o in vpt(x)] == [o.shape for o in bare(x)]
+        model(x, samples)
+        model(inputs=x, data_samples=samples[:1] * 2)
+    assert torch.equal(seen[0], _frame(vpt, x, [(64, 64), (40, 48)], p))
+    assert not torch.equal(seen[0], seen[1])
+    assert torch.equal(seen[1], _frame(vpt, x, [(64, 64)] * 2, p))
+    assert vpt.image_regions is None  # only for the duration of a forward
+    vpt.remove()
+    assert not model._forward_pre_hooks and not model._forward_hooks
+
+
+def test_image_region_hook_binds_the_runners_model():
+    from types import SimpleNamespace
+    vpt, _ = vpt_and_bare(R18, num_tokens=2)
+    model = nn.Sequential(vpt)
+    protune_mm.ImageRegionHook().before_run(SimpleNamespace(model=model))
+    assert vpt.region_source() is model and len(model._forward_pre_hooks) == 1
 
 
 def test_pad_prompts_train_without_touching_bn_statistics():
@@ -252,10 +333,10 @@ def test_pad_prompts_train_without_touching_bn_statistics():
     assert_frozen_unchanged(vpt, snapshot)
 
 
-def test_pad_prompts_need_an_image_larger_than_the_band():
-    vpt = VPT(backbone=R18, num_tokens=10)
-    with pytest.raises(ValueError, match='num_tokens=10.*larger than 20x20'):
-        vpt(image(h=20, w=64))
+def test_pad_prompts_refuse_a_border_that_is_no_whole_number_of_cells():
+    vpt = VPT(backbone=R18, num_tokens=4, pad_align=8)  # ResNet's outputs reach stride 32
+    with pytest.raises(ValueError, match=r'stride dividing the border of 8 px.*pad_align'):
+        vpt(image(h=64, w=64))
 
 
 # -- bad configs ------------------------------------------------------------------------------
@@ -269,6 +350,7 @@ def test_pad_prompts_need_an_image_larger_than_the_band():
     (TINY_VIT, dict(location='pad'), ValueError, r"location must be 'prepend'"),
     (R18, dict(location='prepend'), ValueError, r"location must be 'pad'"),
     (R18, dict(pad_base=0), ValueError, r'pad_base must be a positive int'),
+    (R18, dict(pad_align=0), ValueError, r'pad_align must be a positive int'),
 ])
 def test_bad_configs_name_the_field(cfg, kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -7,6 +7,7 @@ from ..checkpoint.pack import (PACK_META_KEY, PromptPack, check_prompt_pack,
                                load_prompt_pack)
 from ..checkpoint.policy import (ensure_frozen_initialised, methods_of, strip_frozen,
                                  unwrap_model)
+from ..methods.vpt_pad import bind_image_regions
 from ..registry import HOOKS
 from .report import format_report, parameter_report, skipped_prompts
 
@@ -22,6 +23,16 @@ class ParamReportHook(Hook):
         runner.logger.info('Parameters per part:\n' +
                            format_report(parameter_report(model),
                                          skipped_prompts(model)))
+
+
+@HOOKS.register_module()
+class ImageRegionHook(Hook):
+    """Binds VPT pad prompts to the model's data samples when a run starts, so
+    that in a padded batch each image's prompt border surrounds its own region
+    (``img_shape``), not the batch tensor. Nothing to do for other methods."""
+
+    def before_run(self, runner) -> None:
+        bind_image_regions(unwrap_model(runner.model))
 
 
 def _averaged_models(runner) -> list:

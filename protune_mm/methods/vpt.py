@@ -7,6 +7,8 @@ adapter offers:
 - pad prompts (``vpt_pad.py``) for any other image backbone (ResNet, ...).
 """
 import math
+import warnings
+import weakref
 from typing import Optional
 
 import torch
@@ -47,34 +49,43 @@ class VPT(PromptMethod):
     - Window attention (Swin), ``location='prepend'``: VPT-deep per block: each
       window attention also attends to the block's prompts. ``deep=False`` is
       refused.
-    - Any other image backbone, ``location='pad'``: learnable pixels on a border
-      band of width ``num_tokens`` of each image (see ``vpt_pad.py``). ``deep``
-      does not apply.
+    - Any other image backbone, ``location='pad'``: a learned border of
+      ``num_tokens`` pixels around each image, which grows the input; outputs are
+      cropped back to the image's cells (see ``vpt_pad.py``). ``deep`` does not
+      apply.
 
     Args:
         backbone (dict): inner backbone config.
-        num_tokens (int): prompt tokens per layer or band width in pixels. 0 gives
-            the bare frozen backbone. Default 10.
+        num_tokens (int): prompt tokens per layer, or border width in pixels. 0
+            gives the bare frozen backbone. Default 10.
         deep (bool, optional): VPT-deep (token/window prompts). Default: True
             there, False for pad prompts.
-        dropout (float): dropout on prompts, in [0, 1). Default 0.1.
+        dropout (float, optional): dropout on prompts, in [0, 1). Default: 0.1
+            for token/window prompts, 0 for pad prompts (the official code has
+            none there).
         location (str, optional): 'prepend' or 'pad'; default by backbone.
-        pad_base (int): pad prompts are learned at this length and resized to
-            each image's sides (the official code's crop size). Default 224.
+        pad_base (int): pad prompts are learned for images of this side length
+            and resized to each image's sides (the official code's crop size).
+            Default 224.
+        pad_align (int): pad prompts: the image sits at an offset that is the
+            smallest multiple of this holding the prompts, so every output stride
+            that divides it keeps whole cells (outputs are cropped back). Default
+            32, the largest output stride of ResNet and most image backbones.
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
     """
     method = 'vpt'
 
     def __init__(self, backbone: dict, num_tokens: int = 10,
-                 deep: Optional[bool] = None, dropout: float = 0.1,
+                 deep: Optional[bool] = None, dropout: Optional[float] = None,
                  location: Optional[str] = None, pad_base: int = 224,
+                 pad_align: int = 32,
                  pretrained: Optional[str] = None, init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None):
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) \
                 or num_tokens < 0:
             raise ValueError(f'VPT.num_tokens must be an int >= 0, got {num_tokens!r}')
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
-                or not 0 <= dropout < 1:
+        if dropout is not None and (isinstance(dropout, bool) or not isinstance(
+                dropout, (int, float)) or not 0 <= dropout < 1):
             raise ValueError(f'VPT.dropout must be a float in [0, 1), got {dropout!r}')
         if deep not in (None, True, False):
             raise TypeError(f'VPT.deep must be True, False or None (auto), got {deep!r}')
@@ -83,6 +94,8 @@ class VPT(PromptMethod):
                              f'backbone), got {location!r}')
         if isinstance(pad_base, bool) or not isinstance(pad_base, int) or pad_base < 1:
             raise ValueError(f'VPT.pad_base must be a positive int, got {pad_base!r}')
+        if isinstance(pad_align, bool) or not isinstance(pad_align, int) or pad_align < 1:
+            raise ValueError(f'VPT.pad_align must be a positive int, got {pad_align!r}')
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
                          memory_efficient=memory_efficient)
         adapter = self.adapter
@@ -107,9 +120,18 @@ class VPT(PromptMethod):
                 'own prompts in every block); VPT-shallow is not supported there, '
                 'got deep=False')
         deep = self.mechanism != 'pad' if deep is None else deep
-        self.num_tokens, self.deep, self.pad_base = num_tokens, deep, pad_base
-        self.resolve_config(deep=deep, location=location)
+        if dropout is None:
+            dropout = 0.0 if self.mechanism == 'pad' else 0.1
+        self.num_tokens, self.deep = num_tokens, deep
+        self.pad_base, self.pad_align = pad_base, pad_align
+        self.resolve_config(deep=deep, location=location, dropout=dropout)
         self.prompt_dropout = nn.Dropout(dropout)
+        #: pad prompts: each image's (h, w) in the current batch, set for the
+        #: duration of a forward by ``vpt_pad.bind_image_regions``; None: the
+        #: whole input tensor is the image.
+        self.image_regions = None
+        self._region_root = None
+        self._warned_unbound = False
 
     def inject(self) -> list:
         if self.num_tokens == 0:
@@ -122,6 +144,26 @@ class VPT(PromptMethod):
             return inject_window_prompts(self)
         from .vpt_pad import inject_pad_prompts
         return inject_pad_prompts(self)
+
+    # -- pad prompts: where each image is ------------------------------------------------
+    def region_source(self):
+        """The model whose forward passes image regions to these prompts, if any."""
+        return self._region_root() if self._region_root is not None else None
+
+    def bind_regions_to(self, model: nn.Module, handles: list) -> None:
+        self._region_root = weakref.ref(model)
+        self._handles.extend(handles)  # removed with the method
+
+    def warn_unbound(self) -> None:
+        if self._warned_unbound:
+            return
+        self._warned_unbound = True
+        warnings.warn(
+            'VPT pad prompts have no image regions bound, so they surround the whole '
+            'input tensor: in a batch padded to a common shape, smaller images get '
+            'their bottom/right border on the padding. Runners bind them through '
+            "protune_mm's runtime hooks (configs/_base_/protune_runtime.py); for "
+            'inferencers call protune_mm.bind_image_regions(model).', stacklevel=3)
 
     def dropped(self, holder: PromptHolder, like: torch.Tensor) -> torch.Tensor:
         """A prompt through the prompt dropout, in ``like``'s dtype."""

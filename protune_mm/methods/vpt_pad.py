@@ -1,13 +1,27 @@
-"""VPT pad prompts for any image backbone: learnable pixels on a border band of
-width ``num_tokens`` of the input image. They act on the input alone, so they
-need nothing from the backbone's adapter.
+"""VPT pad prompts, as published (official code KMnP/vpt, ``src/models/resnet.py``:
+``_setup_prompt_pad``, ``incorporate_prompt``): a learned border of ``num_tokens``
+pixels on each side of the image, concatenated around it (no image pixel is
+replaced), learned in [0, 1] RGB and normalised with the ImageNet mean/std.
+They act on the input alone, so they fit any image backbone.
 
-The official code enlarges the image instead; here the band is *replaced*, so
-every feature map keeps exactly its size and alignment (boxes and masks stay where
-they are). As in the official code the pixels are learned in [0, 1] RGB and
-normalised with the ImageNet mean/std (``PAD_MEAN``/``PAD_STD``), i.e. the
-normalisation of mmdet/mmseg's default data preprocessors.
+For dense prediction the features must stay aligned with the image. The image is
+placed at an offset ``border``, the smallest multiple of ``pad_align`` (default
+32) that holds the prompts; between the prompts and the canvas edge is the pad
+value 0, as in mmdet/mmseg's batch padding. Every output whose stride divides
+``border`` then has whole cells of border on each side, and is cropped back to
+the bare backbone's cells: same shapes, same alignment. The backbone computes on
+``(H + 2 * border) x (W + 2 * border)`` pixels.
+
+In a batch padded to a common shape, each image's prompts surround its own region
+(its ``img_shape``), not the batch tensor: :func:`bind_image_regions` passes the
+data samples' ``img_shape`` from the model's forward to these prompts (the
+runtime hook ``ImageRegionHook`` does it for runners).
 """
+import math
+import warnings
+import weakref
+from typing import List, Optional, Sequence, Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,48 +34,167 @@ PAD_MEAN = (0.485, 0.456, 0.406)
 PAD_STD = (0.229, 0.224, 0.225)
 
 
+def pad_border(num_tokens: int, pad_align: int) -> int:
+    """Offset of the image in the enlarged input: the prompts' width rounded up
+    to a multiple of ``pad_align``."""
+    return pad_align * math.ceil(num_tokens / pad_align)
+
+
 def inject_pad_prompts(method) -> list:
-    width, base = method.num_tokens, method.pad_base
-    # Official init: uniform [0, 1) RGB pixels (normalised in the hook).
-    method.prompts['pad_tb'] = PromptHolder(nn.Parameter(torch.rand(1, 3, 2 * width,
-                                                                    base)))
-    method.prompts['pad_lr'] = PromptHolder(nn.Parameter(torch.rand(1, 3, base,
-                                                                    2 * width)))
-    return [method.backbone.register_forward_pre_hook(_PadPromptHook(method, width))]
+    p, base = method.num_tokens, method.pad_base
+    # Official shapes and init: uniform [0, 1) RGB (normalised when used); the
+    # top/bottom rows span the corners.
+    method.prompts['pad_tb'] = PromptHolder(nn.Parameter(torch.rand(1, 3, 2 * p,
+                                                                    base + 2 * p)))
+    method.prompts['pad_lr'] = PromptHolder(nn.Parameter(torch.rand(1, 3, base, 2 * p)))
+    pad = PadPrompts(method)
+    backbone = method.backbone
+    return [backbone.register_forward_pre_hook(pad.enlarge),
+            backbone.register_forward_hook(pad.crop)]
 
 
-class _PadPromptHook:
-    """Before the backbone: overwrite a border band of the image with prompt
-    pixels."""
+class PadPrompts:
+    """The two hooks on the backbone: enlarge the input with the prompt border,
+    then crop every output back to the image's cells."""
 
-    def __init__(self, method, width: int):
-        self.method, self.width = method, width
+    def __init__(self, method):
+        self.method = method
+        self.width = method.num_tokens
+        self.border = pad_border(method.num_tokens, method.pad_align)
+        self._input_shape: Optional[Tuple[int, int]] = None
 
-    def _pixels(self, name, size, like):
-        """Prompt ``name`` (dropped out, ImageNet-normalised) resized to ``size``."""
+    def _pixels(self, name: str, size: Tuple[int, int], like: torch.Tensor):
+        """Prompt ``name`` (dropped out, ImageNet-normalised) at ``size``."""
         prompt = self.method.dropped(self.method.prompts[name], like)
         mean = prompt.new_tensor(PAD_MEAN).view(1, 3, 1, 1)
         std = prompt.new_tensor(PAD_STD).view(1, 3, 1, 1)
         prompt = (prompt - mean) / std
         if prompt.shape[-2:] != size:
+            # Learned at pad_base; images of other sizes get them resized.
             prompt = F.interpolate(prompt, size=size, mode='bilinear',
                                    align_corners=False)
         return prompt
 
-    def __call__(self, module, args):
+    def _regions(self, x: torch.Tensor) -> List[Tuple[int, int]]:
+        b, _, h, w = x.shape
+        regions = self.method.image_regions
+        if regions is None:
+            self.method.warn_unbound()
+            return [(h, w)] * b
+        if len(regions) != b:
+            raise ValueError(f'VPT pad prompts: {len(regions)} image regions were '
+                             f'bound for a batch of {b} images')
+        # A region larger than the tensor: the segmentor's sliding-window crops
+        # (each crop is all image) carry the whole image's img_shape.
+        return [(min(rh, h), min(rw, w)) for rh, rw in regions]
+
+    def enlarge(self, module, args):
         if not self.method.prompts_enabled:
+            self._input_shape = None
             return None
         x = args[0]
         b, c, h, w = x.shape
-        p = self.width
-        if c != 3 or h <= 2 * p or w <= 2 * p:
-            raise ValueError(f'VPT pad prompts of width num_tokens={p} need RGB images '
-                             f'larger than {2 * p}x{2 * p}, got {c}x{h}x{w}')
-        tb = self._pixels('pad_tb', (2 * p, w), x)
-        lr = self._pixels('pad_lr', (h - 2 * p, 2 * p), x)
-        middle = torch.cat([lr[..., :p].expand(b, -1, -1, -1),
-                            x[:, :, p:h - p, p:w - p],
-                            lr[..., p:].expand(b, -1, -1, -1)], dim=3)
-        x = torch.cat([tb[:, :, :p].expand(b, -1, -1, -1), middle,
-                       tb[:, :, p:].expand(b, -1, -1, -1)], dim=2)
-        return (x, ) + tuple(args[1:])
+        if c != 3:
+            raise ValueError(f'VPT pad prompts are RGB pixels: the backbone input must '
+                             f'have 3 channels, got {c}')
+        p, o = self.width, self.border
+        self._input_shape = (h, w)
+        canvas = F.pad(x, (o, o, o, o))
+        regions = self._regions(x)
+        groups = {}
+        for i, region in enumerate(regions):
+            groups.setdefault(region, []).append(i)
+        for (rh, rw), index in groups.items():
+            tb = self._pixels('pad_tb', (2 * p, rw + 2 * p), x)
+            lr = self._pixels('pad_lr', (rh, 2 * p), x)
+            sel = slice(None) if len(index) == b else index
+            n = b if len(index) == b else len(index)
+            # Each image's frame goes around its own region (writes into the
+            # padded copy, so autograd sees one CopySlices per band).
+            canvas[sel, :, o - p:o, o - p:o + rw + p] = \
+                tb[:, :, :p].expand(n, -1, -1, -1)
+            canvas[sel, :, o + rh:o + rh + p, o - p:o + rw + p] = \
+                tb[:, :, p:].expand(n, -1, -1, -1)
+            canvas[sel, :, o:o + rh, o - p:o] = lr[..., :p].expand(n, -1, -1, -1)
+            canvas[sel, :, o:o + rh, o + rw:o + rw + p] = lr[..., p:].expand(n, -1, -1,
+                                                                             -1)
+        return (canvas, ) + tuple(args[1:])
+
+    def crop(self, module, args, output):
+        if self._input_shape is None:
+            return None
+        h, w = self._input_shape
+        self._input_shape = None
+        size = (h + 2 * self.border, w + 2 * self.border)
+        return _map_features(output, lambda y: self._crop(y, size))
+
+    def _crop(self, y: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        if y.dim() != 4:
+            raise ValueError('VPT pad prompts crop (B, C, H, W) feature maps; the '
+                             f'backbone returned a tensor of shape {tuple(y.shape)}')
+        stride = output_stride(size, y.shape[-2:], self.border)
+        if stride is None:
+            raise ValueError(
+                f'VPT pad prompts: a backbone output of {tuple(y.shape[-2:])} cells for '
+                f'an input of {size} px is not at a stride dividing the border of '
+                f'{self.border} px, so it cannot be cropped back to the image exactly; '
+                'set VPT.pad_align to a multiple of the backbone\'s largest output '
+                f'stride (now {self.method.pad_align})')
+        k = self.border // stride
+        return y[..., k:y.shape[-2] - k, k:y.shape[-1] - k]
+
+
+def output_stride(size: Sequence[int], cells: Sequence[int], border: int) -> Optional[int]:
+    """The stride s dividing ``border`` at which an input of ``size`` px gives
+    ``cells`` (rounded up or down, as convolutions and pooling do), or None."""
+    for s in range(1, border + 1):
+        if border % s:
+            continue
+        if all(c in (n // s, -(-n // s)) for n, c in zip(size, cells)):
+            return s
+    return None
+
+
+def _map_features(out, fn):
+    if isinstance(out, torch.Tensor):
+        return fn(out)
+    if isinstance(out, (list, tuple)):
+        return type(out)(_map_features(o, fn) for o in out)
+    raise TypeError('VPT pad prompts crop tensors or lists/tuples of tensors; the '
+                    f'backbone returned {type(out).__name__}')
+
+
+def pad_methods(model: nn.Module) -> list:
+    return [m for m in model.modules()
+            if getattr(m, 'method', None) == 'vpt' and getattr(m, 'mechanism', None) == 'pad']
+
+
+def bind_image_regions(model: nn.Module) -> list:
+    """Let the VPT pad prompts inside ``model`` (an mmdet detector or mmseg
+    segmentor) put each image's border around its own region.
+
+    The model's forward reads ``img_shape`` from its ``data_samples`` for the
+    duration of the call. Binding twice is a no-op. Returns the hook handles
+    (empty if ``model`` has no pad prompts or is bound already).
+    """
+    methods = [m for m in pad_methods(model) if m.region_source() is not model]
+    if not methods:
+        return []
+
+    def before(module, args, kwargs):
+        samples = kwargs.get('data_samples', args[1] if len(args) > 1 else None)
+        regions = None
+        if samples and all('img_shape' in s.metainfo for s in samples):
+            regions = [tuple(s.metainfo['img_shape'][:2]) for s in samples]
+        for m in methods:
+            m.image_regions = regions
+
+    def after(module, args, kwargs, output):
+        for m in methods:
+            m.image_regions = None
+
+    handles = [model.register_forward_pre_hook(before, with_kwargs=True),
+               model.register_forward_hook(after, with_kwargs=True, always_call=True)]
+    for m in methods:
+        m.bind_regions_to(model, handles)
+    return handles

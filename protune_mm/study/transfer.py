@@ -131,15 +131,16 @@ def method_config(method: str, backbone: str, inner: dict, size: int) -> dict:
         cfg['memory_efficient'] = True
     if method == 'vpt':
         if backbone == 'resnet':
-            # Pad prompts on a border band; width in the ratio of the repo's
-            # benchmark (10 px at 320 px), learned at the image size itself.
-            cfg.update(deep=False, num_tokens=vpt_band(size), pad_base=size)
+            # Pad prompts: a border of p px around the image (VPT's search:
+            # p in 1-11 at 224 px; here 10 px at 320 px, scaled), learned at the
+            # image size itself.
+            cfg.update(deep=False, num_tokens=vpt_border(size), pad_base=size)
         else:
             cfg.update(deep=True, num_tokens=10)  # VPT-deep
     return cfg
 
 
-def vpt_band(size: int) -> int:
+def vpt_border(size: int) -> int:
     return max(1, round(size * 10 / 320))
 
 
@@ -864,9 +865,6 @@ def parse_args(argv=None):
     if args.size % 32 or args.size < 32:
         raise ValueError(f'--size must be a multiple of 32 (the backbones downsample '
                          f'by 32), got {args.size}')
-    if 'vpt' in args.methods and 'resnet' in args.backbones \
-            and args.size <= 2 * vpt_band(args.size):
-        raise ValueError(f'--size {args.size} is too small for VPT pad prompts')
     from protune_mm.robustness import check_severities, resolve_corruptions
     args.corruptions = resolve_corruptions(args.corruptions)
     args.severities = [v for v in check_severities(args.severities) if v > 0]
