@@ -244,6 +244,7 @@ def test_pad_prompts_surround_the_image_as_published():
     assert vpt.method_config()['deep'] is False and vpt.method_config()['location'] == 'pad'
     assert vpt.prompts['pad_tb'].prompt.shape == (1, 3, 2 * p, base + 2 * p)
     assert vpt.prompts['pad_lr'].prompt.shape == (1, 3, base, 2 * p)
+    assert '(H+64) x (W+64) pixels, 1.27x at 512x512' in vpt.report_notes()[0]
     x = image(h=base, w=base)
     with pytest.warns(UserWarning, match='no image regions bound'):
         seen, outs = _backbone_input(vpt, x)

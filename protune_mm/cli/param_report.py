@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction
 
 # Importing protune_mm also registers its modules.
 from protune_mm import find_wrappers, format_report, pack_nbytes, parameter_report
+from protune_mm.engine import method_notes, skipped_prompts
 
 
 def parse_args(argv=None):
@@ -49,7 +50,8 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmengine'))
     model = MODELS.build(cfg.model)
     print(f'Parameters per part of {args.config}:')
-    print(format_report(parameter_report(model)))
+    print(format_report(parameter_report(model), skipped_prompts(model),
+                        method_notes(model)))
     if not find_wrappers(model):
         print('\nNo protune_mm backbone wrapper in this model: no prompt packs.')
         return

@@ -1,5 +1,5 @@
 from .hooks import ImageRegionHook, ParamReportHook, PromptCheckpointHook
-from .report import format_report, parameter_report, skipped_prompts
+from .report import format_report, method_notes, parameter_report, skipped_prompts
 
 __all__ = ['ImageRegionHook', 'ParamReportHook', 'PromptCheckpointHook', 'parameter_report',
-           'format_report', 'skipped_prompts']
+           'format_report', 'method_notes', 'skipped_prompts']

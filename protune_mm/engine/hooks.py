@@ -9,7 +9,7 @@ from ..checkpoint.policy import (ensure_frozen_initialised, methods_of, strip_fr
                                  unwrap_model)
 from ..methods.vpt_pad import bind_image_regions
 from ..registry import HOOKS
-from .report import format_report, parameter_report, skipped_prompts
+from .report import format_report, method_notes, parameter_report, skipped_prompts
 
 
 @HOOKS.register_module()
@@ -22,7 +22,7 @@ class ParamReportHook(Hook):
         model = unwrap_model(runner.model)
         runner.logger.info('Parameters per part:\n' +
                            format_report(parameter_report(model),
-                                         skipped_prompts(model)))
+                                         skipped_prompts(model), method_notes(model)))
 
 
 @HOOKS.register_module()

@@ -40,7 +40,14 @@ def skipped_prompts(model: nn.Module) -> list:
             for p, m in methods_of(model) for target, reason in m.skipped.items()]
 
 
-def format_report(report, skipped=()) -> str:
+def method_notes(model: nn.Module) -> list:
+    """What else a method costs beyond its parameters (e.g. VPT pad prompts'
+    larger input), one line each."""
+    return [f'{p[:-1] or "<model>"}: {note}' for p, m in methods_of(model)
+            for note in m.report_notes()]
+
+
+def format_report(report, skipped=(), notes=()) -> str:
     total = sum(r['total'] for r in report.values())
     trainable = sum(r['trainable'] for r in report.values())
     backbone = sum(r['total'] for k, r in report.items() if 'backbone' in k)
@@ -54,4 +61,5 @@ def format_report(report, skipped=()) -> str:
         lines.append(f"prompts are {100 * report['prompts']['total'] / backbone:.2f}% "
                      'of the backbone parameters')
     lines += [f'no prompt at {s}' for s in skipped]
+    lines += list(notes)
     return '\n'.join(lines)

@@ -213,6 +213,10 @@ class PromptMethod(BaseModule):
     def forward(self, x):
         return self.backbone(x)
 
+    def report_notes(self) -> List[str]:
+        """Costs beyond the parameters, for the parameter report."""
+        return []
+
     def extra_repr(self) -> str:
         return f'method={self.method}'
 

@@ -145,6 +145,18 @@ class VPT(PromptMethod):
         from .vpt_pad import inject_pad_prompts
         return inject_pad_prompts(self)
 
+    def report_notes(self):
+        if self.mechanism != 'pad' or not self.num_tokens:
+            return []
+        from .vpt_pad import pad_border
+        o = pad_border(self.num_tokens, self.pad_align)
+
+        def ratio(h, w):
+            return (h + 2 * o) * (w + 2 * o) / (h * w)
+        return [f'VPT pad prompts ({self.num_tokens} px) put each image at a {o} px '
+                f'offset: the backbone computes on (H+{2 * o}) x (W+{2 * o}) pixels, '
+                f'{ratio(512, 512):.2f}x at 512x512, {ratio(800, 1333):.2f}x at 800x1333']
+
     # -- pad prompts: where each image is ------------------------------------------------
     def region_source(self):
         """The model whose forward passes image regions to these prompts, if any."""
