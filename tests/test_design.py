@@ -329,6 +329,37 @@ def test_6_config_decay_exemptions_name_prompt_parameters_exactly():
 
 
 # -- 8. lean ops under torch.compile --------------------------------------------------------
+def test_7_vpt_pad_prompts_surround_each_image_of_a_padded_batch():
+    """A detector's batch of a 64x64 and a 40x48 image is padded to 64x64 by the
+    data preprocessor; each image's prompt border goes around its own region
+    (runner flows bind it through ImageRegionHook), not around the batch."""
+    from types import SimpleNamespace
+
+    from mmdet.structures import DetDataSample
+    from test_vpt import prompt_frame
+    p = 4
+    model = build('mmdet', retinanet_cfg(dict(type='protune_mm.VPT', backbone=resnet(),
+                                              num_tokens=p, pad_base=64)))
+    protune_mm.ImageRegionHook().before_run(SimpleNamespace(model=model))
+    vpt, seen = model.backbone, {}
+    vpt.register_forward_pre_hook(lambda m, a: seen.setdefault('batch', a[0].clone()))
+    vpt.backbone.conv1.register_forward_pre_hook(
+        lambda m, a: seen.setdefault('canvas', a[0].clone()))
+    shapes = [(64, 64), (40, 48)]
+    g = torch.Generator().manual_seed(0)
+    data = dict(inputs=[torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+                        for h, w in shapes],
+                data_samples=[DetDataSample(metainfo=dict(
+                    img_shape=s, ori_shape=s, scale_factor=(1.0, 1.0))) for s in shapes])
+    with torch.no_grad():  # test_step's path, up to the heads' outputs
+        model(**model.data_preprocessor(data), mode='tensor')
+    assert seen['batch'].shape == (2, 3, 64, 64)  # padded by the preprocessor
+    assert torch.equal(seen['canvas'], prompt_frame(vpt, seen['batch'], shapes, p))
+    # The second image's bottom border starts right below its 40 rows.
+    assert not torch.equal(seen['canvas'], prompt_frame(vpt, seen['batch'],
+                                                        [(64, 64)] * 2, p))
+
+
 def test_8_lean_ops_compile_in_one_graph_with_eager_outputs_and_gradients():
     torch.manual_seed(0)
     model = Frozen(backbone=dict(R18, out_indices=(1, 2)))

@@ -202,7 +202,7 @@ def _normalised(pixels):
     return (pixels - mean) / std
 
 
-def _frame(vpt, x, regions, p):
+def prompt_frame(vpt, x, regions, p):
     """What the backbone must see: ``x`` at offset ``border`` in a zero canvas,
     each image's prompt frame (resized to its region) around its own region."""
     o = vpt.pad_align * math.ceil(p / vpt.pad_align)
@@ -248,7 +248,7 @@ def test_pad_prompts_surround_the_image_as_published():
     x = image(h=base, w=base)
     with pytest.warns(UserWarning, match='no image regions bound'):
         seen, outs = _backbone_input(vpt, x)
-    expected = _frame(vpt, x, [(base, base)] * 2, p)
+    expected = prompt_frame(vpt, x, [(base, base)] * 2, p)
     assert torch.equal(seen, expected)
     with torch.no_grad():
         full = bare(expected)
@@ -304,9 +304,9 @@ def test_pad_prompts_surround_each_image_of_a_padded_batch():
     with torch.no_grad():
         model(x, samples)
         model(inputs=x, data_samples=samples[:1] * 2)
-    assert torch.equal(seen[0], _frame(vpt, x, [(64, 64), (40, 48)], p))
+    assert torch.equal(seen[0], prompt_frame(vpt, x, [(64, 64), (40, 48)], p))
     assert not torch.equal(seen[0], seen[1])
-    assert torch.equal(seen[1], _frame(vpt, x, [(64, 64)] * 2, p))
+    assert torch.equal(seen[1], prompt_frame(vpt, x, [(64, 64)] * 2, p))
     assert vpt.image_regions is None  # only for the duration of a forward
     vpt.remove()
     assert not model._forward_pre_hooks and not model._forward_hooks
