@@ -188,6 +188,20 @@ def test_beit_prompts_get_zero_relative_position_bias():
         assert torch.equal(attn(x[:, :n0]), type(attn).forward(attn, x[:, :n0]))
 
 
+def test_beit_remove_gives_the_bare_backbone_back():
+    model = build('beit', 'VPT').eval()
+    attns = [layer.attn for layer in model.backbone.layers]
+    assert all('forward' in a.__dict__ for a in attns)
+    model.remove()
+    assert not any('forward' in a.__dict__ for a in attns)
+    bare = MODELS.build(copy.deepcopy(model.backbone_cfg))
+    bare.load_state_dict(model.backbone.state_dict())
+    bare.requires_grad_(False)
+    bare.eval()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model(image()), bare(image())))
+
+
 def test_kv_prompts_are_keys_and_values_of_each_attention():
     model = build('mit', 'VPT', dropout=0.0).eval()
     block = model.backbone.layers[3][1][0]  # sr_ratio 1: norm1 is the key norm

@@ -14,7 +14,8 @@ class MixVisionTransformerAdapter(PyramidAdapter):
     family = 'MixVisionTransformer'
 
     def stage_blocks(self) -> List[Tuple[str, Sequence[nn.Module]]]:
-        return [(f'layers.{i}.1', layer[1]) for i, layer in enumerate(self.backbone.layers)]
+        return [(f'layers.{i}.1', layer[1])
+                for i, layer in enumerate(self.backbone.layers)]
 
     def patch_size(self) -> Tuple[int, int]:
         return tuple(self.backbone.layers[0][0].projection.kernel_size)
