@@ -21,7 +21,7 @@ CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py')) +
 
 def config_path(name):
     """configs/{det,seg}/<name>.py"""
-    sub = 'seg' if 'upernet' in name else 'det'
+    sub = 'seg' if name.endswith('_ade20k') else 'det'
     return osp.join(REPO, 'configs', sub, name + '.py')
 
 

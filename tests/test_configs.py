@@ -23,6 +23,9 @@ EXPECTED = {
     'upernet_vpt_vit-b_ade20k': ('VPT', 'TimmViT', 'EncoderDecoder'),
     'upernet_vpt_swin-t_ade20k': ('VPT', 'SwinTransformer', 'EncoderDecoder'),
     'upernet_frozen_r50_ade20k': ('Frozen', 'ResNetV1c', 'EncoderDecoder'),
+    'setr_vpt_vit-l_ade20k': ('VPT', 'VisionTransformer', 'EncoderDecoder'),
+    'segformer_protune_mit-b0_ade20k': ('ProTune', 'MixVisionTransformer',
+                                        'EncoderDecoder'),
 }
 
 # Models reused by several tests; the others are built, checked and dropped

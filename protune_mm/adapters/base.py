@@ -94,6 +94,11 @@ class BackboneAdapter:
         """Window attentions that take prompt keys/values, else None."""
         return None
 
+    def kv_sites(self) -> Optional[List['KeyValueSite']]:
+        """Attentions whose keys/values take prompt tokens (spatial-reduction
+        attention of pyramid transformers), else None."""
+        return None
+
     def lean_ops(self) -> bool:
         """Whether lean frozen ops (``protune_mm.ops.frozen_ops``) apply."""
         return False
@@ -121,6 +126,19 @@ class WindowSite:
     """One block with window attention: ``attn`` computes attention inside a
     window (called as ``attn(windows, mask=mask)``), ``norm`` is the norm its
     tokens went through, ``width`` the token width."""
+    name: str
+    attn: nn.Module
+    norm: nn.Module
+    width: int
+    patch_size: Tuple[int, int]
+
+
+@dataclass
+class KeyValueSite:
+    """One attention whose keys/values can take prompt tokens: ``attn`` is a
+    ``torch.nn.MultiheadAttention`` (its ``batch_first`` gives the layout),
+    ``norm`` the last norm its keys/values went through (the prompts go through
+    it too), ``width`` the token width."""
     name: str
     attn: nn.Module
     norm: nn.Module

@@ -22,15 +22,26 @@ def shrink_model(model):
     elif kind == 'protune_mm.TimmViT':
         inner.model_kwargs = dict(embed_dim=64, depth=4, num_heads=2)
         widths = [64] * 4
+    elif kind == 'VisionTransformer':  # mmseg's (SETR)
+        inner.update(img_size=(128, 128), embed_dims=64, num_layers=4, num_heads=2,
+                     out_indices=(0, 1, 2, 3))
+        widths = [64] * 4
+    elif kind == 'MixVisionTransformer':  # SegFormer's MiT
+        inner.update(embed_dims=16, num_layers=[1, 1, 1, 1])
+        widths = [16, 32, 80, 128]
     else:
         raise AssertionError(f'unknown backbone {kind}')
     inner.init_cfg = None
     sync_bn_to_bn(model)
     if model.type == 'EncoderDecoder':
-        model.decode_head.in_channels = widths
-        model.decode_head.channels = 32
-        model.auxiliary_head.in_channels = widths[model.auxiliary_head.in_index]
-        model.auxiliary_head.channels = 16
+        # Heads reading one level (SETR's) get its width, the others all four.
+        heads = [model.decode_head] + _as_list(model.get('auxiliary_head'))
+        for i, head in enumerate(heads):
+            index = head.get('in_index', -1)
+            head.in_channels = widths[index] if isinstance(index, int) else widths
+            head.channels = 32 if i == 0 else 16
+        if model.test_cfg.get('mode') == 'slide':
+            model.test_cfg.update(crop_size=(128, 128), stride=(85, 85))
         model.data_preprocessor.size = (128, 128)
         return
     model.neck.update(in_channels=widths, out_channels=32)
@@ -52,6 +63,10 @@ def shrink_model(model):
         model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=20)
         model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
         model.train_cfg.rcnn.sampler.num = 64
+
+
+def _as_list(heads):
+    return [] if heads is None else list(heads) if isinstance(heads, list) else [heads]
 
 
 def _set_scale(pipeline, scale, crop):

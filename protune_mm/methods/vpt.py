@@ -1,9 +1,12 @@
 """Visual Prompt Tuning (Jia et al., ECCV 2022, arXiv 2203.12119; official code
-KMnP/vpt): the method, one of three mechanisms chosen by what the backbone's
+KMnP/vpt): the method, one of four mechanisms chosen by what the backbone's
 adapter offers:
 
-- token prompts (``vpt_tokens.py``) for token backbones (TimmViT),
+- token prompts (``vpt_tokens.py``) for token backbones (TimmViT, mmseg ViT,
+  BEiT, MAE),
 - window prompts (``vpt_window.py``) for window attention (Swin),
+- key/value prompts (``vpt_kv.py``) for spatial-reduction attention (SegFormer's
+  MiT, PVT, Twins),
 - pad prompts (``vpt_pad.py``) for any other image backbone (ResNet, ...).
 """
 import math
@@ -41,14 +44,18 @@ class PromptHolder(nn.Module):
 class VPT(PromptMethod):
     """VPT prompts for a frozen backbone.
 
-    - Token backbones (TimmViT), ``location='prepend'``: ``num_tokens`` prompt
-      tokens after CLS/registers, before the patch tokens, inserted after the
+    - Token backbones (TimmViT, mmseg VisionTransformer/BEiT/MAE),
+      ``location='prepend'``: ``num_tokens`` prompt tokens after CLS/registers,
+      before the patch tokens, inserted after the
       position embedding (they get none). With ``deep=True`` every later block
       replaces them with its own prompts, up to the last block whose output the
       backbone returns. Outputs keep their shape.
     - Window attention (Swin), ``location='prepend'``: VPT-deep per block: each
       window attention also attends to the block's prompts. ``deep=False`` is
       refused.
+    - Spatial-reduction attention (MiT, PVT, Twins), ``location='prepend'``:
+      VPT-deep per block: the block's prompts join the keys/values of its
+      attention. ``deep=False`` is refused.
     - Any other image backbone, ``location='pad'``: a learned border of
       ``num_tokens`` pixels around each image, which grows the input; outputs are
       cropped back to the image's cells (see ``vpt_pad.py``). ``deep`` does not
@@ -103,6 +110,8 @@ class VPT(PromptMethod):
             self.mechanism = 'tokens'
         elif adapter.window_sites() is not None:
             self.mechanism = 'window'
+        elif adapter.kv_sites() is not None:
+            self.mechanism = 'kv'
         else:
             self.mechanism = 'pad'
         allowed = 'pad' if self.mechanism == 'pad' else 'prepend'
@@ -119,6 +128,11 @@ class VPT(PromptMethod):
                 'VPT.deep must be True for window-attention backbones (Swin: VPT-deep, '
                 'own prompts in every block); VPT-shallow is not supported there, '
                 'got deep=False')
+        if self.mechanism == 'kv' and deep is False and num_tokens:
+            raise ValueError(
+                'VPT.deep must be True for spatial-reduction attention backbones '
+                f'({type(self.backbone).__name__}: own key/value prompts in every '
+                'block); VPT-shallow is not supported there, got deep=False')
         deep = self.mechanism != 'pad' if deep is None else deep
         if dropout is None:
             dropout = 0.0 if self.mechanism == 'pad' else 0.1
@@ -142,6 +156,9 @@ class VPT(PromptMethod):
         if self.mechanism == 'window':
             from .vpt_window import inject_window_prompts
             return inject_window_prompts(self)
+        if self.mechanism == 'kv':
+            from .vpt_kv import inject_kv_prompts
+            return inject_kv_prompts(self)
         from .vpt_pad import inject_pad_prompts
         return inject_pad_prompts(self)
 
