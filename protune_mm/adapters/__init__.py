@@ -1,7 +1,9 @@
 """Backbone adapters, one family per file; importing registers them."""
 from . import resnet, swin, timm_vit  # noqa: F401  (registration)
+from . import csp, darknet, hrnet, mobilenet_v2, ssd_vgg  # noqa: F401
 from .base import (BackboneAdapter, Stage, TokenSites, WindowSite, adapter_for,
                    register_adapter, registered_adapters)
+from .modules import ModuleStagesAdapter
 
-__all__ = ['BackboneAdapter', 'Stage', 'TokenSites', 'WindowSite', 'adapter_for',
-           'register_adapter', 'registered_adapters']
+__all__ = ['BackboneAdapter', 'ModuleStagesAdapter', 'Stage', 'TokenSites',
+           'WindowSite', 'adapter_for', 'register_adapter', 'registered_adapters']
