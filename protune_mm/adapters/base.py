@@ -67,7 +67,8 @@ class BackboneAdapter:
     # -- stages --------------------------------------------------------------------
     def stages(self) -> List[Stage]:
         raise TypeError(
-            f'no stages are described for {qualname(type(self.backbone))}: register a '
+            f'no stages are described for {qualname(type(self.backbone))}: name its '
+            "stage modules (ProTune(stage_modules=['layer1', ...])) or register a "
             'BackboneAdapter for it with protune_mm.adapters.register_adapter '
             f'(registered: {supported()})')
 
