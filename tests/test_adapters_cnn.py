@@ -2,13 +2,16 @@
 ``ProTune(stage_modules=[...])``: the stages each family names, the method
 contract on small configs of each (identity at init, frozen tensors unchanged,
 every prompt learns), and stages that reach no returned feature refused."""
+import os.path as osp
+
 import pytest
 import torch
 import torch.nn as nn
 
 pytest.importorskip('mmdet')
-pytest.importorskip('mmseg')
+mmseg = pytest.importorskip('mmseg')
 
+from mmengine.config import Config  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 
 from protune_mm import MODELS, ProTune  # noqa: E402
@@ -20,11 +23,11 @@ HRNET_EXTRA = dict(
     stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK', num_blocks=(1, ),
                 num_channels=(8, )),
     stage2=dict(num_modules=1, num_branches=2, block='BASIC', num_blocks=(1, 1),
-                num_channels=(8, 16)),
+                num_channels=(6, 12)),
     stage3=dict(num_modules=1, num_branches=3, block='BASIC', num_blocks=(1, 1, 1),
-                num_channels=(8, 16, 32)),
+                num_channels=(6, 12, 24)),
     stage4=dict(num_modules=1, num_branches=4, block='BASIC', num_blocks=(1, 1, 1, 1),
-                num_channels=(8, 16, 32, 64)))
+                num_channels=(6, 12, 24, 48)))  # HRNet-W18's widths / 3
 R18_NARROW = dict(type='ResNet', depth=18, in_channels=3, base_channels=8,
                   stem_channels=16, out_indices=(0, 1, 2, 3))
 MBV2 = dict(type='mmdet.MobileNetV2', widen_factor=0.25, out_indices=(2, 4, 7))
@@ -66,7 +69,46 @@ FAMILIES = {
               [f'backbone.layer{i}' for i in range(1, 5)], 64),
     'ssdvgg': (dict(type='mmdet.SSDVGG', depth=16, out_indices=(3, 4),
                     out_feature_indices=(22, 34)),
-               [f'features.{i}' for i in (3, 8, 15, 22, 29, 34)], 64),
+               [f'features.{i}' for i in (3, 8, 15, 22, 29, 34)], 32),
+    'hourglass': (dict(type='mmdet.HourglassNet', downsample_times=2, num_stacks=2,
+                       stage_channels=(16, 16, 32), stage_blocks=(1, 1, 1),
+                       feat_channel=16),
+                  ['hourglass_modules.0', 'hourglass_modules.1'], 64),
+    # Built up to layers.4 (a random-init B0's maps after it are ~1e-13).
+    'efficientnet': (dict(type='mmdet.EfficientNet', arch='b0', out_indices=(2, 3, 4)),
+                     [f'layers.{i}' for i in range(1, 5)], 64),
+    'mobilenetv3': (dict(type='mmseg.MobileNetV3', arch='small', out_indices=(0, 1, 12)),
+                    [f'layer{i}' for i in range(1, 13)], 64),
+    'stdc': (dict(type='mmseg.STDCContextPathNet', last_in_channels=(128, 64),
+                  out_channels=32, ffm_cfg=dict(in_channels=64, out_channels=64,
+                                                scale_factor=4),
+                  backbone_cfg=dict(type='STDCNet', stdc_type='STDCNet1', in_channels=3,
+                                    channels=(8, 16, 32, 64, 128), bottleneck_type='cat',
+                                    num_convs=4, with_final_conv=False,
+                                    norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'))),
+             [f'backbone.stages.{i}' for i in range(1, 5)], 64),
+    'cgnet': (dict(type='mmseg.CGNet', num_channels=(8, 16, 32), num_blocks=(2, 2),
+                   reductions=(4, 8)), ['stem.2', 'level1.1', 'level2.1'], 64),
+    'erfnet': (dict(type='mmseg.ERFNet', enc_downsample_channels=(8, 16, 32),
+                    enc_stage_non_bottlenecks=(1, 1), enc_non_bottleneck_dilations=(2, ),
+                    enc_non_bottleneck_channels=(16, 32), dec_upsample_channels=(16, 8),
+                    dec_stages_non_bottleneck=(1, 1), dec_non_bottleneck_channels=(16, 8)),
+               ['encoder.1', 'encoder.3', 'decoder.0', 'decoder.2'], 64),
+    'fastscnn': (dict(type='mmseg.FastSCNN', downsample_dw_channels=(8, 16),
+                      global_in_channels=16, global_block_channels=(16, 24, 32),
+                      global_out_channels=32, higher_in_channels=16, lower_in_channels=32,
+                      fusion_out_channels=32),
+                 ['learning_to_downsample.dsconv1', 'learning_to_downsample.dsconv2']
+                 + [f'global_feature_extractor.bottleneck{i}' for i in (1, 2, 3)], 64),
+    'pidnet': (dict(type='mmseg.PIDNet', channels=8, ppm_channels=16, num_stem_blocks=1,
+                    num_branch_blocks=1),
+               [f'{b}_branch_layers.{i}' for i in range(3) for b in 'ipd'], 64),
+    'ddrnet': (dict(type='mmseg.DDRNet', channels=8, ppm_channels=16),
+               [f'{b}_branch_layers.{i}' for i in range(3)
+                for b in ('context', 'spatial')], 64),
+    'mscan': (dict(type='mmseg.MSCAN', embed_dims=[8, 16, 32, 64], mlp_ratios=[2, 2, 2, 2],
+                   depths=[1, 1, 1, 1], norm_cfg=dict(type='BN')),
+              ['block1', 'block2', 'block3', 'block4'], 64),
 }
 
 
@@ -80,9 +122,9 @@ def test_family_stages_and_the_method_contract(name):
     backbone, expected, size = FAMILIES[name]
     with mmseg_scope():
         method = MODELS.build(dict(type='protune_mm.ProTune', backbone=backbone))
-        assert isinstance(method.adapter, ModuleStagesAdapter)
         assert type(method.adapter) is not ModuleStagesAdapter  # the family's own
-        assert [s.name for s in method.adapter.stages()] == expected
+        stages = method.adapter.stages()
+        assert [s.name for s in stages] == expected
         assert method.stage_ids == list(range(len(expected)))  # all reach here
         assert not method.memory_efficient  # lean frozen ops stay off
         for cfg in (dict(type='protune_mm.ProTune', backbone=backbone),
@@ -91,19 +133,30 @@ def test_family_stages_and_the_method_contract(name):
             assert result.ok, (cfg['type'], result.failures)
 
 
-def test_hrnet_puts_a_prompt_block_on_every_branch(place='output'):
+def test_hrnet_puts_a_prompt_block_on_every_branch():
     backbone = FAMILIES['mmseg-hrnet'][0]
-    method = ProTune(backbone=backbone, place=place)
-    widths = [s.in_channels if place == 'input' else s.out_channels
-              for s in method.adapter.stages()]
-    assert widths[1:] == [(8, 16), (8, 16, 32), (8, 16, 32, 64)]
+    method = ProTune(backbone=backbone, place='output')
+    widths = [s.out_channels for s in method.adapter.stages()]
+    assert widths[1:] == [(6, 12), (6, 12, 24), (6, 12, 24, 48)]
     for i, width in enumerate(widths[1:], 1):
         blocks = method.prompts[str(i)]
         assert isinstance(blocks, BranchBlocks)
         assert [b.scale.shape[1] for b in blocks] == list(width)
+        # groups=4 where it divides the branch width, their gcd (2) where not.
+        assert [b.body[0].groups for b in blocks] == [2, 4, 4, 4][:len(width)]
     result = check_method(dict(type='protune_mm.ProTune', backbone=backbone,
-                               place=place))
+                               place='output'))
     assert result.ok, result.failures
+
+
+def test_stock_hrnet_w18_takes_protune():
+    cfg = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs',
+                                   '_base_', 'models', 'fcn_hr18.py'))
+    backbone = dict(cfg.model.backbone, norm_cfg=dict(type='BN'))
+    method = ProTune(backbone=dict(backbone, type='mmseg.HRNet'))
+    assert [s.in_channels for s in method.adapter.stages()] == \
+        [64, (18, 36), (18, 36, 72), (18, 36, 72, 144)]
+    assert method.stage_ids == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize('backbone, dead', [
@@ -113,7 +166,10 @@ def test_hrnet_puts_a_prompt_block_on_every_branch(place='output'):
     (dict(FAMILIES['bisenetv2'][0], out_indices=(1, 2)),
      ['detail.detail_branch.1', 'detail.detail_branch.2', 'semantic.stage3',
       'semantic.stage4', 'semantic.stage4_CEBlock']),
-], ids=['mobilenetv2', 'cspnext', 'bisenetv2'])
+    # (On 64x64 images the later stages of a random-init Darknet-53 have dead ReLUs.)
+    (dict(type='mmdet.Darknet', depth=53, out_indices=(1, 2)),
+     ['conv_res_block3', 'conv_res_block4', 'conv_res_block5']),
+], ids=['mobilenetv2', 'cspnext', 'bisenetv2', 'darknet'])
 def test_stages_after_the_last_returned_feature_are_skipped_or_refused(backbone, dead):
     method = ProTune(backbone=backbone, place='output')
     names = [s.name for s in method.adapter.stages()]
@@ -178,23 +234,26 @@ def test_a_named_module_that_does_not_exist_lists_the_nearest_and_top_level():
         ProTune(backbone=MBV2, stage_modules='layer2')
 
 
-VIT = dict(type='protune_mm.TimmViT', model_name='vit_tiny_patch16_224',
-           num_stages=2, model_kwargs=dict(depth=2, embed_dim=32, num_heads=2))
+SWIN = dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(1, 1, 1, 1),
+            num_heads=(1, 1, 1, 1), window_size=2, init_cfg=None)
 
 
 def test_a_named_module_whose_output_is_not_a_feature_map_is_named_with_its_shape():
-    # A ViT block's tokens are (B, N, C).
-    with pytest.raises(ValueError, match=r"the output of module 'blocks.0' is a "
-                       r"torch.float32 tensor of shape \(1, \d+, 32\), not a \(B, C, H, W\)"):
-        ProTune(backbone=VIT, stage_modules=['blocks.0'], place='output')
+    # A Swin block's tokens are (B, N, C); a Swin stage returns a tuple.
+    with pytest.raises(ValueError, match=r"the output of module 'stages.0.blocks.0' is a "
+                       r"torch.float32 tensor of shape \(1, 256, 16\), not a \(B, C, H, W\)"):
+        ProTune(backbone=SWIN, stage_modules=['stages.0.blocks.0'], place='output')
+    with pytest.raises(ValueError, match=r"the input of module 'stages.1' is a "
+                       r"torch.float32 tensor of shape \(1, 64, 32\), not a"):
+        ProTune(backbone=SWIN, stage_modules=['stages.1'])
+    with pytest.raises(ValueError, match=r"the output of module 'stages.1' is a tuple "
+                       r"of 4 \(a torch.float32 tensor of shape \(1, 16, 64\), a tuple"):
+        ProTune(backbone=SWIN, stage_modules=['stages.1'], place='output')
     # A stage judged at its place only: a stem's input is the image, its output a map.
     stem = ProTune(backbone=MBV2, stage_modules=['conv1'], place='output')
     assert stem.adapter.stages()[0].out_channels == 8
     assert check_method(dict(type='protune_mm.ProTune', backbone=MBV2,
                              stage_modules=['conv1'], place='output')).ok
-    with pytest.raises(ValueError, match=r"the input of module 'blocks.1' is a "
-                       r"torch.float32 tensor of shape \(1, \d+, 32\), not a"):
-        ProTune(backbone=VIT, stage_modules=['blocks.1'], place='input')
 
 
 class TwoPaths(nn.Module):

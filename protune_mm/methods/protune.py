@@ -2,6 +2,7 @@
 arXiv 2207.14381): input-dependent prompt blocks inserted stage by stage into a
 frozen backbone."""
 import functools
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -90,7 +91,10 @@ class ProTune(PromptMethod):
             keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
             <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
         kernel_size (int): depthwise kernel size, odd. Default 5.
-        groups (int): groups of the outer 1x1 convs. Default 4.
+        groups (int): groups of the outer 1x1 convs; must divide the width of
+            every stage with a prompt block. On a multi-branch stage a branch
+            whose width it does not divide uses their greatest common divisor
+            (HRNet-W18's 18-wide branch: 2). Default 4.
         se_ratio (int): squeeze-excite reduction. Default 16.
         scale (str): 'channel' or 'scalar' learnable output scale (init 0).
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
@@ -129,6 +133,8 @@ class ProTune(PromptMethod):
                                         place=place)
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
                          memory_efficient=memory_efficient, adapter=adapter)
+        if stage_modules is None:  # recorded only when used: older packs match
+            self._method_cfg.pop('stage_modules')
         self._stages = self.adapter.stages()
         field = 'stages'
         if stages is None and stage_modules is not None:
@@ -176,10 +182,11 @@ class ProTune(PromptMethod):
         for i in self.stage_ids:
             stage = self._stages[i]
             channels = stage.in_channels if self.place == 'input' else stage.out_channels
-            blocks = [self._block(c, i, stage.name) for c in (
-                channels if isinstance(channels, tuple) else (channels, ))]
-            self.prompts[str(i)] = (BranchBlocks(blocks) if isinstance(channels, tuple)
-                                    else blocks[0])
+            if isinstance(channels, tuple):
+                self.prompts[str(i)] = BranchBlocks(
+                    [self._block(c, i, stage.name, branch=True) for c in channels])
+            else:
+                self.prompts[str(i)] = self._block(channels, i, stage.name)
             hook = _StagePrompt(self, str(i))
             if self.place == 'input':
                 handles.append(stage.first.register_forward_pre_hook(hook.on_input))
@@ -188,9 +195,12 @@ class ProTune(PromptMethod):
         return handles
 
 
-    def _block(self, channels: int, i: int, name: str) -> ProTuneBlock:
+    def _block(self, channels: int, i: int, name: str,
+               branch: bool = False) -> ProTuneBlock:
         cfg = self._method_cfg
         groups = cfg['groups']
+        if branch:  # one groups for branches 18, 36, 72, 144 wide (HRNet-W18)
+            groups = math.gcd(groups, channels)
         if channels % groups:
             raise ValueError(f'ProTune.groups={groups} must divide the width '
                              f'{channels} of stage {i} ({name})')
