@@ -64,6 +64,9 @@ class _Probe:
     """Hooks of one named module: record its input and output, tap them."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self):
         self.calls = 0
         self.input: Layout = 'no positional argument'
         self.output: Layout = 'nothing'
@@ -213,7 +216,7 @@ class ModuleStagesAdapter(BackboneAdapter):
         for channels in _input_channels(self.backbone):
             for size in self.probe_sizes:
                 for probe in probes.values():
-                    probe.__init__()
+                    probe.reset()
                 x = torch.randn(1, channels, size, size, generator=generator).to(device)
                 try:
                     with torch.enable_grad():
