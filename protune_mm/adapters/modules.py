@@ -162,9 +162,11 @@ class ModuleStagesAdapter(BackboneAdapter):
         for name, module in modules.items():
             handles.append(module.register_forward_pre_hook(probes[name].pre))
             handles.append(module.register_forward_hook(probes[name].post))
-        # Eval mode, so BatchNorm statistics do not move; restored module by module.
+        # Eval mode, so BatchNorm statistics do not move; set and restored module by
+        # module (a backbone's own train() may do more, e.g. freeze its stages).
         modes = {m: m.training for m in self.backbone.modules()}
-        self.backbone.eval()
+        for m in modes:
+            m.training = False
         try:
             out, size = self._run(probes)
         finally:

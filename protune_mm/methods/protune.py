@@ -102,7 +102,8 @@ class ProTune(PromptMethod):
     method = 'protune'
 
     def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
-                 stage_modules: Optional[Sequence[str]] = None, place: str = 'input', hidden_ratio: float = 0.5,
+                 stage_modules: Optional[Sequence[str]] = None,
+                 place: str = 'input', hidden_ratio: float = 0.5,
                  kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
                  scale: str = 'channel', pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
@@ -177,7 +178,6 @@ class ProTune(PromptMethod):
         return stages
 
     def inject(self) -> list:
-        cfg = self._method_cfg
         handles = []
         for i in self.stage_ids:
             stage = self._stages[i]
@@ -193,7 +193,6 @@ class ProTune(PromptMethod):
             else:
                 handles.append(stage.last.register_forward_hook(hook.on_output))
         return handles
-
 
     def _block(self, channels: int, i: int, name: str,
                branch: bool = False) -> ProTuneBlock:
