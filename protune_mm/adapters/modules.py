@@ -113,7 +113,7 @@ class ModuleStagesAdapter(BackboneAdapter):
 
     family = 'stage_modules'
     #: probe image sides, tried in order until the backbone's forward succeeds.
-    probe_sizes: Sequence[int] = (64, 128, 256, 512)
+    probe_sizes: Sequence[int] = (32, 64, 128, 256, 512)
 
     def __init__(self, backbone: nn.Module, names: Optional[Sequence[str]] = None,
                  place: Optional[str] = None):
