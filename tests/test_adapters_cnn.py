@@ -129,7 +129,7 @@ def test_family_stages_and_the_method_contract(name):
         assert not method.memory_efficient  # lean frozen ops stay off
         for cfg in (dict(type='protune_mm.ProTune', backbone=backbone),
                     dict(type='protune_mm.Frozen', backbone=backbone)):
-            result = check_method(cfg, (2, 3, 32, 32))
+            result = check_method(cfg, (1, 3, 32, 32))
             assert result.ok, (cfg['type'], result.failures)
 
 
