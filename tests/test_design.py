@@ -169,9 +169,23 @@ def test_a_users_backbone_takes_protune_through_a_registered_adapter():
     assert same(outputs(method, x), outputs(method.backbone, x))  # identity at init
 
 
+class UndescribedNet(nn.Module):
+    """A backbone no adapter describes."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+
+    def forward(self, x):
+        return (self.stem(x), )
+
+
 def test_a_backbone_without_adapter_still_takes_frozen_and_pad_prompts():
-    net = dict(type='mmdet.MobileNetV2', out_indices=(7, ))
-    with pytest.raises(TypeError, match='register a BackboneAdapter'):
+    if 'UndescribedNet' not in MODELS.module_dict:
+        MODELS.register_module(module=UndescribedNet)
+    net = dict(type='protune_mm.UndescribedNet')
+    with pytest.raises(TypeError, match=r'name its stage modules .*register a '
+                       'BackboneAdapter'):
         ProTune(backbone=net)
     vpt = MODELS.build(dict(type='protune_mm.VPT', backbone=net, num_tokens=4))
     assert vpt.mechanism == 'pad'

@@ -418,12 +418,26 @@ def test_bad_protune_configs_name_the_field(kwargs, error, match):
         ProTune(backbone=R18, **kwargs)
 
 
+class StemOnly(nn.Module):
+    """A backbone no adapter describes."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, 2, 1)
+
+    def forward(self, x):
+        return (self.stem(x), )
+
+
 @pytest.mark.parametrize('backbone, name', [
-    (dict(type='mmdet.MobileNetV2'), 'MobileNetV2'),
+    (dict(type='protune_mm.StemOnly'), 'StemOnly'),
     (dict(type='mmseg.MixVisionTransformer'), 'MixVisionTransformer'),
 ])
 def test_unsupported_backbone_lists_the_supported_ones(backbone, name):
-    with pytest.raises(TypeError, match=rf'{name}: register a BackboneAdapter.*'
+    if 'StemOnly' not in MODELS.module_dict:
+        MODELS.register_module(module=StemOnly)
+    with pytest.raises(TypeError, match=rf'{name}: name its stage modules .*'
+                                        r'register a BackboneAdapter.*'
                                         r'registered: .*ResNet.*SwinTransformer.*TimmViT'):
         ProTune(backbone=backbone)
     # Frozen needs no stage description: any backbone works.

@@ -33,7 +33,9 @@ class Stage:
         name: readable name, e.g. ``'layer2'`` or ``'blocks.3-5'``.
         first: module whose input is the stage input (forward pre-hook target).
         last: module whose output is the stage output (forward hook target).
-        in_channels / out_channels: feature widths at stage input / output.
+        in_channels / out_channels: feature widths at stage input / output; a
+            tuple of widths where the stage takes / returns a list of maps, one per
+            branch (HRNet); None where that side is not a feature map.
         input_reaches_output / output_reaches_output: whether a change of the
             stage input / output can reach a feature the backbone returns (a
             prompt that cannot would get no gradient, and DDP fails on it).
@@ -41,8 +43,8 @@ class Stage:
     name: str
     first: nn.Module
     last: nn.Module
-    in_channels: int
-    out_channels: int
+    in_channels: Union[int, Tuple[int, ...], None]
+    out_channels: Union[int, Tuple[int, ...], None]
     input_reaches_output: bool = True
     output_reaches_output: bool = True
 
@@ -65,13 +67,17 @@ class BackboneAdapter:
     # -- stages --------------------------------------------------------------------
     def stages(self) -> List[Stage]:
         raise TypeError(
-            f'no stages are described for {qualname(type(self.backbone))}: register a '
+            f'no stages are described for {qualname(type(self.backbone))}: name its '
+            "stage modules (ProTune(stage_modules=['layer1', ...])) or register a "
             'BackboneAdapter for it with protune_mm.adapters.register_adapter '
             f'(registered: {supported()})')
 
     def to_map(self, x: torch.Tensor, args: tuple) -> torch.Tensor:
         """The (B, C, H, W) map held by ``x``, a stage's hooked input or output;
-        ``args`` are the positional arguments of that call (per-call context)."""
+        ``args`` are the positional arguments of that call (per-call context).
+        A multi-branch stage's list of maps is passed on as a list."""
+        if isinstance(x, (list, tuple)):
+            return [self.to_map(t, args) for t in x]
         if x.dim() != 4:
             raise ValueError(f'{self.family}: expected a (B, C, H, W) feature map at '
                              f'the stage, got shape {tuple(x.shape)}')
@@ -79,6 +85,8 @@ class BackboneAdapter:
 
     def from_map(self, y: torch.Tensor, x: torch.Tensor, args: tuple) -> torch.Tensor:
         """Put the map ``y`` back into the layout of ``x``."""
+        if isinstance(x, (list, tuple)):
+            return type(x)(y)
         return y
 
     def apply(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,

@@ -14,7 +14,7 @@ what checkpoints, packs, the identity hash and the parameter report derive from.
 import copy
 import functools
 import inspect
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,7 @@ from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops
 from ..registry import MODELS
 
 #: constructor arguments common to all methods; they are not the method's config.
-BASE_ARGS = ('backbone', 'pretrained', 'init_cfg', 'memory_efficient')
+BASE_ARGS = ('backbone', 'pretrained', 'init_cfg', 'memory_efficient', 'adapter')
 
 
 class Handle:
@@ -90,6 +90,8 @@ class PromptMethod(BaseModule):
             backward that saves only ReLU masks; ``protune_mm/ops/frozen_ops.py``):
             same outputs and gradients, less memory. None (default): on wherever
             the backbone's adapter supports them; False: off; True: required.
+        adapter (callable, optional): builds the adapter from the inner backbone
+            in place of its registered one (ProTune's ``stage_modules``).
     """
 
     #: method name written into prompt packs and reports.
@@ -102,7 +104,8 @@ class PromptMethod(BaseModule):
 
     def __init__(self, backbone: dict, pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
-                 memory_efficient: Optional[bool] = None):
+                 memory_efficient: Optional[bool] = None,
+                 adapter: Optional[Callable[[nn.Module], BackboneAdapter]] = None):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         if memory_efficient not in (None, True, False):
@@ -134,7 +137,7 @@ class PromptMethod(BaseModule):
         #: state-dict keys (relative to this module) of the frozen tensors,
         #: recorded before any method change: parameters and buffers.
         self.frozen_keys = frozenset('backbone.' + k for k in self.backbone.state_dict())
-        self.adapter: BackboneAdapter = adapter_for(self.backbone)
+        self.adapter: BackboneAdapter = (adapter or adapter_for)(self.backbone)
         if memory_efficient and not self.adapter.lean_ops():
             raise ValueError(
                 f'{name}.memory_efficient=True: lean frozen ops support the ResNet '

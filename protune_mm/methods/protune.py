@@ -1,11 +1,14 @@
 """Pro-tuning (Nie et al., "Pro-tuning: Unified Prompt Tuning for Vision Tasks",
 arXiv 2207.14381): input-dependent prompt blocks inserted stage by stage into a
 frozen backbone."""
+import functools
+import math
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
+from ..adapters.modules import ModuleStagesAdapter
 from ..ops.depthwise import DepthwiseConv2d
 from ..registry import MODELS
 from .base import PromptMethod
@@ -75,13 +78,23 @@ class ProTune(PromptMethod):
             come from the backbone's adapter (ViT: its blocks in ``num_stages``
             equal groups). A stage that cannot reach a returned feature (after
             the last of ``out_indices``) is refused.
+        stage_modules (Sequence[str], optional): the escape hatch for a backbone
+            without adapter (or to choose other stages): dotted paths of its
+            stage modules, in forward order (``['stem', 'stages.0', ...]``),
+            whose input (``place='input'``) or output is an NCHW feature map or a
+            list of them. Widths and reachability come from one probe forward at
+            construction (``adapters/modules.py``); a named module that reaches
+            no returned feature is refused. ``stages`` then indexes this list.
         place (str): 'input' (default; the block acts on the stage input) or
             'output' (on the stage output, before any downsampling).
         hidden_ratio (float): block width as a fraction of the stage width. 0.5
             keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
             <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
         kernel_size (int): depthwise kernel size, odd. Default 5.
-        groups (int): groups of the outer 1x1 convs. Default 4.
+        groups (int): groups of the outer 1x1 convs; must divide the width of
+            every stage with a prompt block. On a multi-branch stage a branch
+            whose width it does not divide uses their greatest common divisor
+            (HRNet-W18's 18-wide branch: 2). Default 4.
         se_ratio (int): squeeze-excite reduction. Default 16.
         scale (str): 'channel' or 'scalar' learnable output scale (init 0).
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
@@ -89,6 +102,7 @@ class ProTune(PromptMethod):
     method = 'protune'
 
     def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
+                 stage_modules: Optional[Sequence[str]] = None,
                  place: str = 'input', hidden_ratio: float = 0.5,
                  kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
                  scale: str = 'channel', pretrained: Optional[str] = None,
@@ -110,14 +124,28 @@ class ProTune(PromptMethod):
                              f'got {kernel_size}')
         if scale not in ('channel', 'scalar'):
             raise ValueError(f"ProTune.scale must be 'channel' or 'scalar', got {scale!r}")
+        adapter = None
+        if stage_modules is not None:
+            if isinstance(stage_modules, str) or not all(
+                    isinstance(n, str) and n for n in stage_modules):
+                raise TypeError('ProTune.stage_modules must be a list of module paths '
+                                f"such as ['layer1', 'stages.0'], got {stage_modules!r}")
+            adapter = functools.partial(ModuleStagesAdapter, names=stage_modules,
+                                        place=place)
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
-                         memory_efficient=memory_efficient)
+                         memory_efficient=memory_efficient, adapter=adapter)
+        if stage_modules is None:  # recorded only when used: older packs match
+            self._method_cfg.pop('stage_modules')
         self._stages = self.adapter.stages()
-        self.stage_ids = self._select(stages, place)
+        field = 'stages'
+        if stages is None and stage_modules is not None:
+            # Modules named by the user are refused, not skipped, when dead.
+            stages, field = list(range(len(self._stages))), 'stage_modules'
+        self.stage_ids = self._select(stages, place, field)
         self.place = place
         self.resolve_config(stages=self.stage_ids)
 
-    def _select(self, stages, place: str) -> list:
+    def _select(self, stages, place: str, field: str = 'stages') -> list:
         num = len(self._stages)
         reaches = [s.input_reaches_output if place == 'input' else
                    s.output_reaches_output for s in self._stages]
@@ -141,33 +169,52 @@ class ProTune(PromptMethod):
                              f'has {num} stages, allowed [0, {num - 1}]')
         dead = [s for s in stages if not reaches[s]]
         if dead:
+            shown = dead if field == 'stages' else [self._stages[s].name for s in dead]
             raise ValueError(
-                f'ProTune.stages {dead} with place={place!r}: the {place} of stage '
+                f'ProTune.{field} {shown} with place={place!r}: the {place} of stage '
                 f'{", ".join(self._stages[s].name for s in dead)} reaches no feature '
                 'the backbone returns (see its out_indices), so its prompt would get '
                 'no gradient (and DDP would fail); drop those stages or return them')
         return stages
 
     def inject(self) -> list:
-        cfg = self._method_cfg
         handles = []
         for i in self.stage_ids:
             stage = self._stages[i]
             channels = stage.in_channels if self.place == 'input' else stage.out_channels
-            groups = cfg['groups']
-            if channels % groups:
-                raise ValueError(f'ProTune.groups={groups} must divide the width '
-                                 f'{channels} of stage {i} ({stage.name})')
-            hidden = max(groups, int(round(channels * cfg['hidden_ratio'] / groups))
-                         * groups)
-            self.prompts[str(i)] = ProTuneBlock(channels, hidden, cfg['kernel_size'],
-                                                groups, cfg['se_ratio'], cfg['scale'])
+            if isinstance(channels, tuple):
+                self.prompts[str(i)] = BranchBlocks(
+                    [self._block(c, i, stage.name, branch=True) for c in channels])
+            else:
+                self.prompts[str(i)] = self._block(channels, i, stage.name)
             hook = _StagePrompt(self, str(i))
             if self.place == 'input':
                 handles.append(stage.first.register_forward_pre_hook(hook.on_input))
             else:
                 handles.append(stage.last.register_forward_hook(hook.on_output))
         return handles
+
+    def _block(self, channels: int, i: int, name: str,
+               branch: bool = False) -> ProTuneBlock:
+        cfg = self._method_cfg
+        groups = cfg['groups']
+        if branch:  # one groups for branches 18, 36, 72, 144 wide (HRNet-W18)
+            groups = math.gcd(groups, channels)
+        if channels % groups:
+            raise ValueError(f'ProTune.groups={groups} must divide the width '
+                             f'{channels} of stage {i} ({name})')
+        hidden = max(groups, int(round(channels * cfg['hidden_ratio'] / groups))
+                     * groups)
+        return ProTuneBlock(channels, hidden, cfg['kernel_size'], groups,
+                            cfg['se_ratio'], cfg['scale'])
+
+
+class BranchBlocks(nn.ModuleList):
+    """The prompt blocks of a multi-branch stage (HRNet), one per branch: the
+    i-th block acts on the i-th map of the stage's list."""
+
+    def forward(self, maps):
+        return [block(x) for block, x in zip(self, maps, strict=True)]
 
 
 class _StagePrompt:
