@@ -1,5 +1,5 @@
 """Adapters of the mmpretrain backbones the stock mmdet/mmseg configs use
-(``mmpretrain.ConvNeXt``, ``mmpretrain.PoolFormer``): the method contract, the
+(``mmpretrain.ConvNeXt``, ``PoolFormer``, ``ResNet``): the method contract, the
 stages they name, refused unreachable stages, and a prompt-pack round trip.
 
 mmpretrain is a dependency of this project (tools/setup_specs.sh): imported
@@ -26,7 +26,11 @@ POOLFORMER = dict(type='mmpretrain.PoolFormer',
                   arch=dict(layers=[1, 1, 1, 1], embed_dims=[16, 32, 64, 128],
                             layer_scale_init_value=1.0),
                   out_indices=(0, 2, 4, 6))
-BACKBONES = {'ConvNeXt': CONVNEXT, 'PoolFormer': POOLFORMER}
+# mmpretrain's own ResNet (the stock ReID / tracking configs): the ResNet adapter.
+RESNET = dict(type='mmpretrain.ResNet', depth=18, out_indices=(0, 1, 2, 3))
+BACKBONES = {'ConvNeXt': CONVNEXT, 'PoolFormer': POOLFORMER, 'ResNet': RESNET}
+#: out_indices returning the second stage only, per backbone.
+SECOND_STAGE_ONLY = {'ConvNeXt': [1], 'PoolFormer': (2, ), 'ResNet': (1, )}
 
 
 def wrap(method, backbone, **kw):
@@ -80,8 +84,7 @@ def test_convnext_classification_output_and_negative_out_indices():
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_unreachable_stages(name):
     # Return stage 1 only: stages 2 and 3 run but reach nothing returned.
-    out_indices = [1] if name == 'ConvNeXt' else (2, )
-    cfg = dict(BACKBONES[name], out_indices=out_indices)
+    cfg = dict(BACKBONES[name], out_indices=SECOND_STAGE_ONLY[name])
     model = ProTune(backbone=cfg)
     assert model.stage_ids == [0, 1]
     assert len(model.skipped) == 2
@@ -92,6 +95,14 @@ def test_unreachable_stages(name):
     assert ProTune(backbone=cfg, place='output', stages=[1]).stage_ids == [1]
     with pytest.raises(ValueError, match='reaches no feature'):
         ProTune(backbone=cfg, place='output', stages=[2])
+
+
+def test_mmpretrain_resnet_stages_and_lean_ops():
+    model = ProTune(backbone=RESNET)
+    assert [s.name for s in model._stages] == ['layer1', 'layer2', 'layer3', 'layer4']
+    assert [s.out_channels for s in model._stages] == [64, 128, 256, 512]
+    assert model.memory_efficient  # the ResNet family's lean frozen ops, identity kept
+    assert check_method(wrap('ProTune', RESNET, memory_efficient=False)).ok
 
 
 def test_convnext_vpt_takes_pad_prompts():

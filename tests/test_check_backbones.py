@@ -89,6 +89,8 @@ model = dict(backbone=dict(type='CheckToyNet',
 
     # The toy ran at 128 px (64 refused); ProTune is refused with the reason.
     assert toy_bb['size'] == 128 and toy_bb['type'] == 'mmdet.CheckToyNet'
+    assert toy_bb['size_reason'] == ('at 64 px: ValueError: CheckToyNet needs at '
+                                     'least 128 px, got (1, 3, 64, 64)')
     assert toy_bb['methods']['frozen']['ok'] and toy_bb['methods']['vpt']['ok']
     assert not toy_bb['methods']['protune']['ok']
     assert 'no stages are described' in toy_bb['methods']['protune']['failures'][0]

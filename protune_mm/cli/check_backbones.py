@@ -67,7 +67,8 @@ def parse_args(argv=None):
                         help='largest side tried (doubling from --size) for a backbone '
                         'that does not run at --size')
     parser.add_argument('--timeout', type=float, default=300,
-                        help='seconds per unique backbone (all methods); 0: none')
+                        help='CPU seconds per unique backbone (all methods; CPU time, '
+                        'so a busy machine does not time checks out); 0: none')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch CPU threads; 1 by default: on a shared 2-core '
                         'machine two threads took 6x the CPU time of one (measured, '
@@ -171,21 +172,22 @@ def backbone_type(scope: Optional[str], cfg: dict) -> str:
 
 @contextmanager
 def _time_limit(seconds: float):
-    """Raise TimeoutError in the main thread after ``seconds`` (0: no limit)."""
-    if not seconds or not hasattr(signal, 'SIGALRM'):
+    """Raise TimeoutError in the main thread once the process has used ``seconds``
+    of CPU time (0: no limit)."""
+    if not seconds or not hasattr(signal, 'SIGPROF'):
         yield
         return
 
     def expire(signum, frame):
-        raise TimeoutError(f'over the --timeout of {seconds:g} s')
+        raise TimeoutError(f'over the --timeout of {seconds:g} CPU seconds')
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _runs_at(backbone, size: int) -> Optional[str]:
@@ -220,7 +222,7 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             return result
         bare.eval()
         tried = size
-        why = _runs_at(bare, tried)
+        why = first = _runs_at(bare, tried)
         while why is not None and tried * 2 <= max_size:
             tried *= 2
             why = _runs_at(bare, tried)
@@ -228,6 +230,8 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             result['error'] = f'does not run at {size}-{tried} px: {why}'
             return result
         result['size'] = tried
+        if first is not None:  # why it did not run at --size
+            result['size_reason'] = f'at {size} px: {first}'
         for name in methods:
             start = time.perf_counter()
             try:
@@ -273,8 +277,12 @@ def _clock(seconds: float) -> str:
     return f'{int(seconds // 60)}m{seconds % 60:04.1f}s'
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)  # progress shows as it happens when piped to a file
+
+
 def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 512,
-          timeout: float = 300, log=print) -> dict:
+          timeout: float = 300, log=_log) -> dict:
     """Check ``methods`` on the backbones of the configs ``names``; the results as
     written to the JSON."""
     start = time.perf_counter()
