@@ -196,6 +196,8 @@ def _runs_at(backbone, size: int) -> Optional[str]:
     try:
         with torch.no_grad():
             backbone(torch.randn(1, 3, size, size))
+    except TimeoutError:
+        raise
     except Exception as e:
         return _reason(e)
     return None
@@ -217,6 +219,8 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
         torch.manual_seed(0)
         try:
             bare = MODELS.build(copy.deepcopy(cfg))
+        except TimeoutError:
+            raise
         except Exception as e:
             result['error'] = f'does not build: {_reason(e)}'
             return result
