@@ -6,6 +6,7 @@ needs a larger input than the default check size.
 The full sweep over every stock config is not part of the tests (README, Tools).
 """
 import json
+import os
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,14 @@ class CheckToyNet(nn.Module):
             raise ValueError(f'CheckToyNet needs at least 128 px, got {tuple(x.shape)}')
         y = torch.relu(self.conv1(x))
         return (y, torch.relu(self.conv2(y)))
+
+
+@MMDET_MODELS.register_module(force=True)
+class CheckCrashNet(CheckToyNet):
+    """A backbone that kills its process (as a segfaulting compiled op would)."""
+
+    def forward(self, x):
+        os.abort()
 
 
 def write(path, text):
@@ -125,3 +134,19 @@ model = dict(backbone=dict(type='CheckToyNet'))
         'does not run at 64-64 px: ValueError: CheckToyNet needs at least 128 px')
     assert result['summary']['not_built'] == 1 and result['summary']['checked'] == 0
     assert '1 configs whose bare backbone does not build or run:' in capsys.readouterr().out
+
+
+def test_a_crash_is_reported_and_the_sweep_goes_on(tmp_path):
+    crash = write(tmp_path / 'crash.py', """default_scope = 'mmdet'
+model = dict(backbone=dict(type='CheckCrashNet'))
+""")
+    toy = write(tmp_path / 'toy.py', """default_scope = 'mmdet'
+model = dict(backbone=dict(type='CheckToyNet'))
+""")
+    out = tmp_path / 'result.json'
+    load_tool('check_backbones').main([crash, toy, '--methods', 'frozen', '--out',
+                                       str(out)])
+    configs = json.loads(out.read_text())['configs']
+    assert configs[crash] == dict(status='not built', backbone=0, reason='the check '
+                                  'process crashed (SIGABRT) building or running it')
+    assert configs[toy]['status'] == 'checked'

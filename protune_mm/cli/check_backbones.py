@@ -35,7 +35,7 @@ import time
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 #: --methods name -> registered type.
 METHODS = OrderedDict(frozen='protune_mm.Frozen', protune='protune_mm.ProTune',
@@ -204,16 +204,15 @@ def _runs_at(backbone, size: int) -> Optional[str]:
 
 
 def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: int,
-                   max_size: int, result: Optional[dict] = None) -> dict:
+                   max_size: int, report: Callable) -> None:
     """Build and run the bare backbone (doubling the input side from ``size`` to
-    ``max_size`` until it runs), then check each method at that size. Fills
-    ``result`` as it goes (kept when a time limit interrupts it)."""
+    ``max_size`` until it runs), then check each method at that size. Results go
+    to ``report(kind, *payload)`` as they come: ``('error', why)``, ``('size',
+    px, why_not_smaller)``, ``('start', method)``, ``('method', method, entry)``."""
     import torch
     from mmengine.registry import MODELS, DefaultScope
 
     from protune_mm.check import check_method
-    result = {} if result is None else result
-    result.update(size=None, error=None, methods={})
     with DefaultScope.overwrite_default_scope(scope), warnings.catch_warnings():
         warnings.simplefilter('ignore')
         torch.manual_seed(0)
@@ -222,8 +221,8 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
         except TimeoutError:
             raise
         except Exception as e:
-            result['error'] = f'does not build: {_reason(e)}'
-            return result
+            report('error', f'does not build: {_reason(e)}')
+            return
         bare.eval()
         tried = size
         why = first = _runs_at(bare, tried)
@@ -231,12 +230,11 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             tried *= 2
             why = _runs_at(bare, tried)
         if why is not None:
-            result['error'] = f'does not run at {size}-{tried} px: {why}'
-            return result
-        result['size'] = tried
-        if first is not None:  # why it did not run at --size
-            result['size_reason'] = f'at {size} px: {first}'
+            report('error', f'does not run at {size}-{tried} px: {why}')
+            return
+        report('size', tried, None if first is None else f'at {size} px: {first}')
         for name in methods:
+            report('start', name)
             start = time.perf_counter()
             try:
                 # One bare build for all methods: builds are most of the time.
@@ -249,9 +247,103 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             except Exception as e:  # a refusal (no adapter, ...) is a result
                 entry = dict(ok=False, failures=[_reason(e)], trainable=None)
             entry['seconds'] = round(time.perf_counter() - start, 2)
-            result['methods'][name] = entry
+            report('method', name, entry)
             gc.collect()
-    return result
+
+
+def _worker(conn, threads: int, timeout: float) -> None:
+    """Check the backbones sent over ``conn`` one by one, reporting back as it goes
+    (a separate process: a backbone that crashes it, e.g. a segfault in a compiled
+    op, cannot end the sweep)."""
+    import torch
+    torch.set_num_threads(threads)
+    while True:
+        job = conn.recv()
+        if job is None:
+            return
+        try:
+            with _time_limit(timeout), _quiet_log():
+                check_backbone(*job, report=lambda *msg: conn.send(msg))
+        except TimeoutError as e:
+            conn.send(('timeout', _reason(e)))
+        conn.send(('done', ))
+
+
+class _Checker:
+    """The parent's side of :func:`_worker`: restarts it after a crash."""
+
+    def __init__(self, threads: int, timeout: float):
+        import multiprocessing
+        # fork: the worker starts with everything the parent imported (and the
+        # backbones a caller registered), in no time.
+        self.ctx = multiprocessing.get_context('fork')
+        self.threads, self.timeout = threads, timeout
+        self.proc = self.conn = None
+
+    def _start(self):
+        self.conn, child = self.ctx.Pipe()
+        self.proc = self.ctx.Process(target=_worker, daemon=True,
+                                     args=(child, self.threads, self.timeout))
+        self.proc.start()
+        child.close()  # so that a dead worker reads as EOF here
+
+    def close(self):
+        if self.proc is not None and self.proc.is_alive():
+            self.conn.send(None)
+            self.proc.join()
+
+    def _crash(self) -> str:
+        self.proc.join()
+        code = self.proc.exitcode
+        self.proc = None
+        try:
+            what = signal.Signals(-code).name if code < 0 else f'exit code {code}'
+        except ValueError:
+            what = f'exit code {code}'
+        return f'the check process crashed ({what})'
+
+    def check(self, entry: dict, methods: List[str], size: int, max_size: int) -> None:
+        """Fill ``entry`` (size, error, methods); a crash fails what was running, and
+        the methods left run in a new worker at the size found."""
+        entry.update(size=None, error=None, methods={})
+        todo = list(methods)
+        while todo:
+            if self.proc is None:
+                self._start()
+            self.conn.send((entry['scope'], entry['config'], todo, size, max_size))
+            running = None
+            while True:
+                try:
+                    kind, *payload = self.conn.recv()
+                except EOFError:
+                    why = self._crash()
+                    if running is None:  # building or running the bare backbone
+                        entry['error'] = f'{why} building or running it'
+                        return
+                    entry['methods'][running] = dict(ok=False, failures=[why],
+                                                     trainable=None)
+                    break
+                if kind == 'error':
+                    entry['error'] = payload[0]
+                elif kind == 'size':
+                    entry['size'] = size = max_size = payload[0]
+                    if payload[1] and 'size_reason' not in entry:
+                        entry['size_reason'] = payload[1]
+                elif kind == 'start':
+                    running = payload[0]
+                elif kind == 'method':
+                    entry['methods'][payload[0]] = payload[1]
+                elif kind == 'timeout':  # the methods not done fail with the reason
+                    for m in methods:
+                        entry['methods'].setdefault(
+                            m, dict(ok=False, failures=[payload[0]], trainable=None))
+                elif kind == 'done':
+                    break
+            if entry['error']:
+                return
+            todo = [m for m in methods if m not in entry['methods']]
+        # Methods in the order asked.
+        entry['methods'] = {m: entry['methods'][m] for m in methods}
 
 
 # ----------------------------------------------------------------------------------
@@ -286,7 +378,7 @@ def _log(line: str) -> None:
 
 
 def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 512,
-          timeout: float = 300, log=_log) -> dict:
+          timeout: float = 300, threads: int = 1, log=_log) -> dict:
     """Check ``methods`` on the backbones of the configs ``names``; the results as
     written to the JSON."""
     start = time.perf_counter()
@@ -307,18 +399,11 @@ def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 
         f'{_clock(time.perf_counter() - start)}; {len(unique)} unique backbones, '
         f'methods {", ".join(methods)}, input {size} px (up to {max_size})')
 
+    checker = _Checker(threads, timeout)
     for n, entry in enumerate(unique.values(), 1):
         t0 = time.perf_counter()
-        try:
-            with _time_limit(timeout), _quiet_log():
-                check_backbone(entry['scope'], entry['config'], methods, size,
-                               max_size, result=entry)
-        except TimeoutError as e:  # the methods not done fail with the reason
-            done = entry['methods']
-            entry.update(error=None, methods={m: done.get(m, dict(
-                ok=False, failures=[_reason(e)], trainable=None)) for m in methods})
+        checker.check(entry, methods, size, max_size)
         entry['seconds'] = round(time.perf_counter() - t0, 2)
-        gc.collect()
         if entry['error']:
             what = entry['error']
         else:
@@ -329,6 +414,7 @@ def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 
             f"{what}  {entry['seconds']:.1f} s, elapsed "
             f'{_clock(time.perf_counter() - start)}')
 
+    checker.close()
     backbones = list(unique.values())
     for name, c in configs.items():
         if c['status'] == CHECKED and backbones[c['backbone']]['error']:
@@ -429,17 +515,11 @@ def skipped_lines(result: dict) -> List[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import torch
-
     import protune_mm  # noqa: F401  (registers the methods and adapters)
     from protune_mm.fileio import write_json
     names = args.configs or stock_configs()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
-        result = sweep(names, args.methods, args.size, args.max_size, args.timeout)
-    finally:  # main() is also called in-process (tests)
-        torch.set_num_threads(threads)
+    result = sweep(names, args.methods, args.size, args.max_size, args.timeout,
+                   args.threads)
     result['threads'] = args.threads
     result['command'] = ' '.join(['tools/check_backbones.py'] + list(
         argv if argv is not None else sys.argv[1:]))
