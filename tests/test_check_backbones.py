@@ -51,10 +51,12 @@ def test_strip_weights():
     cfg = dict(type='X', init_cfg=dict(type='Pretrained', checkpoint='a.pth'),
                pretrained='b.pth', norm_cfg=dict(type='SyncBN', requires_grad=True),
                backbone_cfg=dict(type='Y', init_cfg=dict(checkpoint='c.pth')),
-               layers=[dict(type='Z', pretrained=True), 3])
-    assert strip_weights(cfg) == dict(
+               layers=[dict(type='Z', pretrained=True), 3], num_channels=(32, 64))
+    stripped = strip_weights(cfg)
+    assert stripped == dict(
         type='X', norm_cfg=dict(type='BN', requires_grad=True),
-        backbone_cfg=dict(type='Y'), layers=[dict(type='Z'), 3])
+        backbone_cfg=dict(type='Y'), layers=[dict(type='Z'), 3], num_channels=(32, 64))
+    assert type(stripped['num_channels']) is tuple  # backbones assert on tuples
     assert 'init_cfg' in cfg  # the input is left as it was
 
 
@@ -131,7 +133,7 @@ model = dict(backbone=dict(type='CheckToyNet'))
     assert rc == 0  # nothing checked failed: the backbone is counted apart
     assert result['configs'][toy]['status'] == 'not built'
     assert result['configs'][toy]['reason'].startswith(
-        'does not run at 64-64 px: ValueError: CheckToyNet needs at least 128 px')
+        'does not run at 64 px: ValueError: CheckToyNet needs at least 128 px')
     assert result['summary']['not_built'] == 1 and result['summary']['checked'] == 0
     assert '1 configs whose bare backbone does not build or run:' in capsys.readouterr().out
 

@@ -113,11 +113,12 @@ def _config_file(name: str) -> str:
 
 
 def _plain(value):
-    """Config values as plain JSON-able containers (ConfigDict -> dict, tuple -> list)."""
+    """Config values as plain containers (ConfigDict -> dict); tuples stay tuples,
+    since backbones assert on them (CGNet, MobileNetV3)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return type(value)(_plain(v) for v in value)
     return value
 
 
@@ -129,8 +130,8 @@ def strip_weights(cfg):
         if cfg.get('type') == 'SyncBN':
             cfg['type'] = 'BN'
         return cfg
-    if isinstance(cfg, list):
-        return [strip_weights(v) for v in cfg]
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(strip_weights(v) for v in cfg)
     return cfg
 
 
@@ -190,12 +191,34 @@ def _time_limit(seconds: float):
         signal.signal(signal.SIGPROF, previous)
 
 
-def _runs_at(backbone, size: int) -> Optional[str]:
-    """None if the bare backbone runs on a (1, 3, size, size) input, else why not."""
+def _input_channels(cfg: dict) -> int:
+    """The image channels a backbone takes: its ``in_channels`` (6 for mmseg's
+    change-detection Swin), else 3."""
+    channels = cfg.get('in_channels')
+    return channels if isinstance(channels, int) and channels > 0 else 3
+
+
+def _sizes(cfg: dict, size: int, max_size: int) -> List[int]:
+    """Input sides to try: ``size`` doubled up to ``max_size``, then the backbone's
+    own square ``img_size`` (BEiT's relative position tables fit only that one)."""
+    sizes = [size]
+    while sizes[-1] * 2 <= max_size:
+        sizes.append(sizes[-1] * 2)
+    img_size = cfg.get('img_size')
+    if isinstance(img_size, (list, tuple)) and len(set(img_size)) == 1:
+        img_size = img_size[0]
+    if isinstance(img_size, int) and img_size not in sizes:
+        sizes.append(img_size)
+    return sizes
+
+
+def _runs_at(backbone, channels: int, size: int) -> Optional[str]:
+    """None if the bare backbone runs on a (1, channels, size, size) input, else why
+    not."""
     import torch
     try:
         with torch.no_grad():
-            backbone(torch.randn(1, 3, size, size))
+            backbone(torch.randn(1, channels, size, size))
     except TimeoutError:
         raise
     except Exception as e:
@@ -224,13 +247,16 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             report('error', f'does not build: {_reason(e)}')
             return
         bare.eval()
-        tried = size
-        why = first = _runs_at(bare, tried)
-        while why is not None and tried * 2 <= max_size:
-            tried *= 2
-            why = _runs_at(bare, tried)
-        if why is not None:
-            report('error', f'does not run at {size}-{tried} px: {why}')
+        channels = _input_channels(cfg)
+        sizes = _sizes(cfg, size, max_size)
+        for tried in sizes:
+            why = _runs_at(bare, channels, tried)
+            if tried == size:
+                first = why
+            if why is None:
+                break
+        else:
+            report('error', f'does not run at {", ".join(map(str, sizes))} px: {why}')
             return
         report('size', tried, None if first is None else f'at {size} px: {first}')
         for name in methods:
@@ -239,7 +265,7 @@ def check_backbone(scope: Optional[str], cfg: dict, methods: List[str], size: in
             try:
                 # One bare build for all methods: builds are most of the time.
                 outcome = check_method(dict(type=METHODS[name], backbone=cfg),
-                                       (1, 3, tried, tried), bare=bare)
+                                       (1, channels, tried, tried), bare=bare)
                 entry = dict(ok=outcome.ok, failures=outcome.failures,
                              trainable=outcome.trainable)
             except TimeoutError:
