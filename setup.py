@@ -10,7 +10,7 @@ setup(
     packages=find_packages(include=['protune_mm', 'protune_mm.*']),
     python_requires='>=3.8',
     install_requires=[
-        'mmengine==0.10.7', 'mmdet==3.3.0', 'mmsegmentation==1.2.2',
+        'mmengine==0.10.7', 'mmdet==3.3.0', 'mmsegmentation==1.2.2', 'mmpretrain==1.2.0',
         'timm>=1.0,<2', 'safetensors', 'ftfy', 'regex', 'imagecorruptions-imaug',
     ],
 )

@@ -12,7 +12,7 @@
 """
 import copy
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -47,12 +47,18 @@ def _eval_features(model, x) -> List[torch.Tensor]:
 
 
 def check_method(method_cfg: dict, input_shape: Sequence[int] = (2, 3, 64, 64),
-                 seed: int = 0, steps: int = 2) -> ContractResult:
+                 seed: int = 0, steps: int = 2,
+                 bare: Optional[torch.nn.Module] = None) -> ContractResult:
     """Build ``method_cfg`` (a ``protune_mm`` method config) and its bare backbone,
-    and check the method contract on a random input of ``input_shape``."""
+    and check the method contract on a random input of ``input_shape``.
+
+    ``bare``: the bare backbone already built from ``method_cfg['backbone']``, to
+    check several methods on one build (its weights are overwritten with those of
+    the method's inner backbone; it is not trained)."""
     torch.manual_seed(seed)
     method = MODELS.build(copy.deepcopy(method_cfg))
-    bare = MODELS.build(copy.deepcopy(method_cfg['backbone']))
+    if bare is None:
+        bare = MODELS.build(copy.deepcopy(method_cfg['backbone']))
     bare.load_state_dict(method.backbone.state_dict())
     # Frozen as the method freezes it: requires_grad alone can change the
     # rounding (torch's MultiheadAttention on non-contiguous inputs, as in

@@ -2,9 +2,11 @@
 model it promises (pretrained weights are not loaded: init_weights is not called)."""
 import importlib
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 
 from conftest import CONFIGS, config_path
@@ -13,6 +15,7 @@ from conftest import CONFIGS, config_path
 EXPECTED = {
     'mask_rcnn_protune_r50': ('ProTune', 'ResNet', 'MaskRCNN'),
     'mask_rcnn_protune_swin-t': ('ProTune', 'SwinTransformer', 'MaskRCNN'),
+    'mask_rcnn_protune_convnext-t': ('ProTune', 'ConvNeXt', 'MaskRCNN'),
     'mask_rcnn_vpt_vit-b': ('VPT', 'TimmViT', 'MaskRCNN'),
     'mask_rcnn_vpt_swin-t': ('VPT', 'SwinTransformer', 'MaskRCNN'),
     'mask_rcnn_frozen_r50': ('Frozen', 'ResNet', 'MaskRCNN'),
@@ -63,7 +66,13 @@ def test_config_header_and_hooks(path):
     assert first.startswith('# ') and len(first.strip()) > 20, \
         f'{path} must start with a one-line comment of what it trains'
     cfg = Config.fromfile(path)
-    assert cfg.custom_imports == dict(imports=['protune_mm'], allow_failed_imports=False)
+    # protune_mm is imported, and so is whatever the stock base imports (mmpretrain's
+    # backbones for ConvNeXt): a merge would replace the list, not join it.
+    with open(path) as f:
+        stock = get_config(re.search(r"'(mmdet|mmseg)::[^']+'", f.read())[0][1:-1])
+    assert cfg.custom_imports == dict(
+        imports=stock.get('custom_imports', {}).get('imports', []) + ['protune_mm'],
+        allow_failed_imports=False)
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert 'protune_mm.ParamReportHook' in hooks
     assert 'protune_mm.PromptCheckpointHook' in hooks

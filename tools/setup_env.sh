@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up of the protune_mm stack: venv, torch, mmcv 2.1.0 (with ops),
-# mmengine / mmdet / mmseg / timm, and this package in editable mode.
+# mmengine / mmdet / mmseg / mmpretrain / timm, and this package in editable mode.
 #
 # Environment knobs:
 #   PROTUNE_TORCH_SPEC   pip spec used only when no working torch+torchvision pair
@@ -131,7 +131,7 @@ PY
 fi
 
 # 4. OpenMMLab libraries, timm, test tools, this package -------------------------------
-step "mmengine, mmdet, mmseg, timm, pytest, protune_mm"
+step "mmengine, mmdet, mmseg, mmpretrain, timm, pytest, protune_mm"
 HINT="installing the Python dependencies failed (needs PyPI access)."
 "${PIP[@]}" install -q "${STACK_SPECS[@]}"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e "$REPO"
@@ -140,13 +140,14 @@ HINT="installing the Python dependencies failed (needs PyPI access)."
 step "import check"
 HINT="the stack is installed but does not import; the error above names the package."
 "$PY" - <<'PY'
-import torch, torchvision, mmcv, mmengine, mmdet, mmseg, timm
+import torch, torchvision, mmcv, mmengine, mmdet, mmseg, mmpretrain, timm
 from mmcv.ops import RoIAlign, nms  # compiled ops
-import mmdet.models, mmseg.models
+import mmdet.models, mmseg.models, mmpretrain.models
 import protune_mm
 import imagecorruptions  # tools/test_robustness.py
 print(f"  torch {torch.__version__} | torchvision {torchvision.__version__} | mmcv {mmcv.__version__} | "
-      f"mmengine {mmengine.__version__} | mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | timm {timm.__version__}")
+      f"mmengine {mmengine.__version__} | mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | "
+      f"mmpretrain {mmpretrain.__version__} | timm {timm.__version__}")
 # With a GPU visible, the CUDA ops must run: without them they fail only on the first CUDA tensor.
 from mmcv.ops import get_compiling_cuda_version, sigmoid_focal_loss
 if torch.cuda.is_available() and get_compiling_cuda_version() != "not available":

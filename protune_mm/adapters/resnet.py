@@ -1,4 +1,4 @@
-"""mmdet / mmseg ResNet family (ResNet, ResNetV1c/V1d, ResNeXt, ...): stages are
+"""mmdet / mmseg / mmpretrain ResNet family (ResNet, ResNetV1c/V1d, ResNeXt, ...): stages are
 ``layer1..4`` on NCHW maps; the frozen conv -> BN -> ReLU chains take lean ops."""
 from typing import List, Tuple
 
@@ -14,7 +14,8 @@ def _block_widths(block: nn.Module) -> Tuple[int, int]:
 
 
 @register_adapter('mmdet.models.backbones.resnet.ResNet',
-                  'mmseg.models.backbones.resnet.ResNet')
+                  'mmseg.models.backbones.resnet.ResNet',
+                  'mmpretrain.models.backbones.resnet.ResNet')
 class ResNetAdapter(BackboneAdapter):
     family = 'ResNet'
 

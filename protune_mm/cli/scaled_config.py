@@ -19,6 +19,9 @@ def shrink_model(model):
     elif kind == 'SwinTransformer':
         inner.update(embed_dims=32, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8])
         widths = [32, 64, 128, 256]
+    elif kind == 'mmpretrain.ConvNeXt':
+        widths = [32, 64, 128, 256]
+        inner.arch = dict(depths=[1, 1, 2, 1], channels=widths)
     elif kind == 'protune_mm.TimmViT':
         inner.model_kwargs = dict(embed_dim=64, depth=4, num_heads=2)
         widths = [64] * 4
