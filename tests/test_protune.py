@@ -429,11 +429,8 @@ class StemOnly(nn.Module):
         return (self.stem(x), )
 
 
-@pytest.mark.parametrize('backbone, name', [
-    (dict(type='protune_mm.StemOnly'), 'StemOnly'),
-    (dict(type='mmseg.MixVisionTransformer'), 'MixVisionTransformer'),
-])
-def test_unsupported_backbone_lists_the_supported_ones(backbone, name):
+def test_unsupported_backbone_lists_the_supported_ones():
+    backbone, name = dict(type='protune_mm.StemOnly'), 'StemOnly'
     if 'StemOnly' not in MODELS.module_dict:
         MODELS.register_module(module=StemOnly)
     with pytest.raises(TypeError, match=rf'{name}: name its stage modules .*'
