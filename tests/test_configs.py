@@ -76,6 +76,7 @@ def test_config_header_and_hooks(path):
     hooks = [h['type'] for h in cfg.custom_hooks]
     assert 'protune_mm.ParamReportHook' in hooks
     assert 'protune_mm.PromptCheckpointHook' in hooks
+    assert 'protune_mm.ImageRegionHook' in hooks  # VPT pad: each image's own region
     ckpt_hook = [h for h in cfg.custom_hooks if h['type'] == 'protune_mm.PromptCheckpointHook']
     assert ckpt_hook[0].get('save_frozen', False) is False  # small checkpoints by default
     assert cfg.optim_wrapper.optimizer.type == 'AdamW'

@@ -334,7 +334,7 @@ def test_6_config_decay_exemptions_name_prompt_parameters_exactly():
         return set(cfg.optim_wrapper.get('paramwise_cfg', {}).get('custom_keys', {}))
 
     for path in glob.glob(osp.join(REPO, 'configs', '[ds]*', '*.py')):
-        stock = re.search(r"_base_ = \['([a-z]+::[^']+)'", open(path).read()).group(1)
+        stock = re.search(r"_base_ = \[?'([a-z]+::[^']+)'", open(path).read()).group(1)
         # Keys of the stock config (Swin's norms, position tables) are its own.
         for key in custom_keys(Config.fromfile(path)) - custom_keys(stock_config(stock)):
             hits = [n for n in names if key in n]

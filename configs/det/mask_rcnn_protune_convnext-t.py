@@ -9,6 +9,7 @@ custom_imports = dict(imports=_base_.custom_imports.imports + ['protune_mm'],
 custom_hooks = _base_.get('custom_hooks', []) + [
     dict(type='protune_mm.ParamReportHook'),
     dict(type='protune_mm.PromptCheckpointHook', save_frozen=False),
+    dict(type='protune_mm.ImageRegionHook'),
 ]
 
 model = dict(
