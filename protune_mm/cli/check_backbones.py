@@ -89,13 +89,17 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------------------
 # configs and their backbones
 
+def _mim_configs(pkg: str) -> str:
+    """The stock config folder of an installed OpenMMLab package."""
+    import importlib
+    return osp.join(osp.dirname(importlib.import_module(pkg).__file__), '.mim', 'configs')
+
+
 def stock_configs(packages=PACKAGES) -> List[str]:
     """``pkg::path`` of every stock config of ``packages`` (``_base_`` left out)."""
-    import importlib
     names = []
     for pkg in packages:
-        root = osp.join(osp.dirname(importlib.import_module(pkg).__file__), '.mim',
-                        'configs')
+        root = _mim_configs(pkg)
         for path in sorted(glob.glob(osp.join(root, '**', '*.py'), recursive=True)):
             rel = osp.relpath(path, root)
             if '_base_' not in rel.split(osp.sep):
@@ -106,10 +110,8 @@ def stock_configs(packages=PACKAGES) -> List[str]:
 def _config_file(name: str) -> str:
     if '::' not in name:
         return name
-    import importlib
     pkg, rel = name.split('::', 1)
-    return osp.join(osp.dirname(importlib.import_module(pkg).__file__), '.mim',
-                    'configs', rel)
+    return osp.join(_mim_configs(pkg), rel)
 
 
 def _plain(value):

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vpt import PromptHolder
+from .vpt import VPT, PromptHolder
 
 # Normalisation of pad prompt pixels (ImageNet, [0, 1] RGB), as in the official
 # code's prompt_norm; equal to mmdet/mmseg's default mean/std on 0-255 images.
@@ -61,7 +61,6 @@ class PadPrompts:
         self.method = method
         self.width = method.num_tokens
         self.border = pad_border(method.num_tokens, method.pad_align)
-        self._input_shape: Optional[Tuple[int, int]] = None
 
     def _pixels(self, name: str, size: Tuple[int, int], like: torch.Tensor):
         """Prompt ``name`` (dropped out, ImageNet-normalised) at ``size``."""
@@ -90,7 +89,6 @@ class PadPrompts:
 
     def enlarge(self, module, args):
         if not self.method.prompts_enabled:
-            self._input_shape = None
             return None
         x = args[0]
         b, c, h, w = x.shape
@@ -98,7 +96,6 @@ class PadPrompts:
             raise ValueError(f'VPT pad prompts are RGB pixels: the backbone input must '
                              f'have 3 channels, got {c}')
         p, o = self.width, self.border
-        self._input_shape = (h, w)
         canvas = F.pad(x, (o, o, o, o))
         regions = self._regions(x)
         groups = {}
@@ -107,8 +104,7 @@ class PadPrompts:
         for (rh, rw), index in groups.items():
             tb = self._pixels('pad_tb', (2 * p, rw + 2 * p), x)
             lr = self._pixels('pad_lr', (rh, 2 * p), x)
-            sel = slice(None) if len(index) == b else index
-            n = b if len(index) == b else len(index)
+            sel, n = (slice(None) if len(index) == b else index), len(index)
             # Each image's frame goes around its own region (writes into the
             # padded copy, so autograd sees one CopySlices per band).
             canvas[sel, :, o - p:o, o - p:o + rw + p] = \
@@ -121,11 +117,9 @@ class PadPrompts:
         return (canvas, ) + tuple(args[1:])
 
     def crop(self, module, args, output):
-        if self._input_shape is None:
+        if not self.method.prompts_enabled:
             return None
-        h, w = self._input_shape
-        self._input_shape = None
-        size = (h + 2 * self.border, w + 2 * self.border)
+        size = tuple(args[0].shape[-2:])  # the enlarged input (after ``enlarge``)
         return _map_features(output, lambda y: self._crop(y, size))
 
     def _crop(self, y: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
@@ -165,8 +159,7 @@ def _map_features(out, fn):
 
 
 def pad_methods(model: nn.Module) -> list:
-    return [m for m in model.modules()
-            if getattr(m, 'method', None) == 'vpt' and getattr(m, 'mechanism', None) == 'pad']
+    return [m for m in model.modules() if isinstance(m, VPT) and m.mechanism == 'pad']
 
 
 def bind_image_regions(model: nn.Module) -> list:
