@@ -18,8 +18,6 @@ data samples' ``img_shape`` from the model's forward to these prompts (the
 runtime hook ``ImageRegionHook`` does it for runners).
 """
 import math
-import warnings
-import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import torch
