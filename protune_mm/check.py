@@ -9,12 +9,19 @@
 - every prompt learns: after one step (ProTune's ``scale`` starts at 0, so its
   block gets gradient only from the second step) every trainable tensor has a
   non-zero gradient.
+
+The backbone's weights are random (a check cannot download pretrained ones), but
+its BatchNorm statistics are first set from random inputs, as a pretrained
+model's match its weights: with init statistics, deep random nets overflow or
+vanish (features of 1e3 at Darknet-53's stage 4, 1e-9 at EfficientNet-B3's, NaN
+in DetectoRS), and gradient checks then fail for reasons no trained model has.
 """
 import copy
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .registry import MODELS
 
@@ -46,6 +53,34 @@ def _eval_features(model, x) -> List[torch.Tensor]:
         return [t.clone() for t in _features(model(x))]
 
 
+def calibrate_batchnorm(model: torch.nn.Module, input_shape: Sequence[int],
+                        batches: int = 2) -> int:
+    """Set the running statistics of every BatchNorm in ``model`` to the mean
+    over ``batches`` random inputs of ``input_shape`` (at least 2 images each, so
+    a 1x1 map still has two values); every other module stays in eval mode.
+    Returns the number of BatchNorm layers set."""
+    norms = [m for m in model.modules() if isinstance(m, _BatchNorm)
+             and m.track_running_stats]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+        m.train()
+    shape = (max(2, input_shape[0]), *input_shape[1:])
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                model(torch.randn(*shape))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+    return len(norms)
+
+
 def check_method(method_cfg: dict, input_shape: Sequence[int] = (2, 3, 64, 64),
                  seed: int = 0, steps: int = 2,
                  bare: Optional[torch.nn.Module] = None) -> ContractResult:
@@ -60,6 +95,8 @@ def check_method(method_cfg: dict, input_shape: Sequence[int] = (2, 3, 64, 64),
     if bare is None:
         bare = MODELS.build(copy.deepcopy(method_cfg['backbone']))
     bare.load_state_dict(method.backbone.state_dict())
+    calibrate_batchnorm(bare, input_shape)
+    method.backbone.load_state_dict(bare.state_dict())
     # Frozen as the method freezes it: requires_grad alone can change the
     # rounding (torch's MultiheadAttention on non-contiguous inputs, as in
     # spatial-reduction attention, differs by ~1e-7 even under no_grad).
@@ -82,7 +119,9 @@ def check_method(method_cfg: dict, input_shape: Sequence[int] = (2, 3, 64, 64),
                      if k in method.frozen_keys}
     if not params:
         return result
-    optimizer = torch.optim.SGD(params.values(), lr=0.1)
+    # Adam, like the AdamW of training: its step does not grow with the scale of
+    # the features, which reach 1e3 in some random backbones.
+    optimizer = torch.optim.Adam(params.values(), lr=1e-3)
     method.train()
     no_grad: Dict[str, str] = {}
     for step in range(steps):

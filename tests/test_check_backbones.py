@@ -152,3 +152,37 @@ model = dict(backbone=dict(type='CheckToyNet'))
     assert configs[crash] == dict(status='not built', backbone=0, reason='the check '
                                   'process crashed (SIGABRT) building or running it')
     assert configs[toy]['status'] == 'checked'
+
+
+def test_batchnorm_calibration_gives_a_random_backbone_trained_scales():
+    """Random weights with init BN statistics explode or vanish in deep nets
+    (Darknet-53: features of 1e3 at stage 4); calibrated statistics normalise each
+    BN's output as a trained model's do, and the calibration leaves every other
+    module in eval mode and every momentum as it was."""
+    from protune_mm.check import calibrate_batchnorm
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(12):
+        layers += [nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8, momentum=0.3),
+                   nn.ReLU()]
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *layers, nn.Dropout(0.5))
+    x = torch.randn(2, 3, 16, 16)
+    assert calibrate_batchnorm(net, (1, 3, 16, 16)) == 12
+    assert not any(m.training for m in net.modules())
+    assert all(m.momentum == 0.3 for m in net.modules() if isinstance(m, nn.BatchNorm2d))
+    seen = []
+    net[-3].register_forward_hook(lambda m, a, out: seen.append(out))  # last BN
+    with torch.no_grad():
+        net(x)
+    mean, std = seen[0].mean((0, 2, 3)), seen[0].std((0, 2, 3))
+    assert mean.abs().max() < 0.5 and ((std > 0.5) & (std < 2)).all(), (mean, std)
+
+
+def test_check_passes_deep_random_backbones_that_overflow_uncalibrated():
+    """Darknet-53 (4 stock configs) failed the gradient check before calibration:
+    its stage-4 features reached 1e3 and the prompt gates saturated."""
+    from protune_mm.check import check_method
+    darknet = dict(type='mmdet.Darknet', depth=53, out_indices=(3, 4, 5))
+    result = check_method(dict(type='protune_mm.ProTune', backbone=darknet),
+                          (1, 3, 64, 64))
+    assert result.ok, result.failures

@@ -83,7 +83,7 @@ def test_method_config_is_captured_and_resolved():
     assert a.method_config() == b.method_config()
     assert a.method_config() == dict(stages=[0, 1, 2, 3], place='input',
                                      hidden_ratio=0.5, kernel_size=5, groups=4,
-                                     se_ratio=16, scale='channel')
+                                     se_ratio=16, scale='channel', se_act='silu')
     assert Frozen(backbone=R18).method_config() == {}
 
 

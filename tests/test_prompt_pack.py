@@ -573,3 +573,20 @@ def test_param_report_cli(tmp_path):
                         ('full checkpoint', 'full')):
         line = next(ln for ln in stdout.splitlines() if ln.startswith(label))
         assert f'{sizes[kind]:,}' in line, line
+
+
+def test_pack_from_before_se_act_loads_as_relu(protune_pack, tmp_path):
+    """Packs written before ProTune.se_act existed were trained with a ReLU gate:
+    read as se_act='relu', a SiLU model (the default) refuses them, naming the
+    option, and a ReLU model takes them."""
+    old = pp.read_prompt_pack(protune_pack)
+    assert old.metadata['method_config'].pop('se_act') == 'silu'
+    path = str(tmp_path / 'old.safetensors')
+    pp.save_prompt_pack(old, path)
+    model = build('mmdet', retinanet_cfg())
+    snap = snapshot(model)
+    with pytest.raises(ValueError, match=r"se_act: pack 'relu', model 'silu'"):
+        load_prompt_pack(model, path)
+    assert unchanged(model, snap)
+    relu = build('mmdet', retinanet_cfg(dict(retinanet_cfg()['backbone'], se_act='relu')))
+    assert load_prompt_pack(relu, path).frozen_match

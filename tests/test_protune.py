@@ -412,10 +412,27 @@ R18 = BACKBONES['mmdet.ResNet']
     (dict(se_ratio=0), ValueError, r'se_ratio must be a positive int'),
     (dict(place='middle'), ValueError, r"place must be 'input' or 'output'"),
     (dict(scale='vector'), ValueError, r"scale must be 'channel' or 'scalar'"),
+    (dict(se_act='gelu'), ValueError, r"se_act must be one of \['relu', 'silu'\]"),
 ])
 def test_bad_protune_configs_name_the_field(kwargs, error, match):
     with pytest.raises(error, match=match):
         ProTune(backbone=R18, **kwargs)
+
+
+def test_squeeze_excite_gate_learns_where_a_relu_gate_starts_dead():
+    """mmdet's Swin-T (the backbone of 64 stock configs) at seed 0: every ReLU unit
+    of stage 0's squeeze-excite starts negative, so that gate never learns; the
+    SiLU default has a gradient everywhere."""
+    pytest.importorskip('mmdet')
+    from protune_mm.check import check_method
+    swin = dict(type='mmdet.SwinTransformer', embed_dims=96, depths=[2, 2, 6, 2],
+                num_heads=[3, 6, 12, 24], window_size=7, out_indices=(1, 2, 3))
+    relu = check_method(dict(type='protune_mm.ProTune', backbone=swin, se_act='relu'),
+                        (1, 3, 64, 64))
+    assert not relu.ok and 'prompts.0.body.3.reduce.weight (zero gradient)' in \
+        relu.failures[0]
+    assert check_method(dict(type='protune_mm.ProTune', backbone=swin),
+                        (1, 3, 64, 64)).ok
 
 
 class StemOnly(nn.Module):

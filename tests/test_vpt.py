@@ -277,6 +277,56 @@ def test_pad_prompts_keep_features_aligned_with_the_image(h, w):
     assert peaks(vpt) == peaks(bare)
 
 
+class OffByOneStride(nn.Module):
+    """Outputs at stride 8 and at stride 16 with one extra cell (H/16 + 1, as
+    ICNet's middle output): no exact stride fits the second."""
+
+    def __init__(self):
+        super().__init__()
+        self.s8 = nn.Conv2d(3, 4, 8, stride=8)
+        self.s16 = nn.Conv2d(3, 4, 16, stride=16, padding=8)
+
+    def forward(self, x):
+        return self.s8(x), self.s16(x)
+
+
+def test_pad_align_defaults_to_the_largest_output_stride():
+    """Probed at construction: 32 for ResNet, 8 for a dilated ResNetV1c (a
+    cheaper border), 8 when only the first two ResNet stages are returned."""
+    pytest.importorskip('mmseg')
+    dilated = dict(type='mmseg.ResNetV1c', depth=18, dilations=(1, 1, 2, 4),
+                   strides=(1, 2, 1, 1))
+    for cfg, align in [(R18, 32), (dilated, 8), (dict(R18, out_indices=(0, 1)), 8)]:
+        vpt = VPT(backbone=cfg, num_tokens=4)
+        assert vpt.pad_align == vpt.method_config()['pad_align'] == align
+        assert VPT(backbone=cfg, num_tokens=4, pad_align=64).pad_align == 64
+
+
+@pytest.mark.parametrize('h, w', [(128, 128), (96, 160)])
+def test_pad_prompts_crop_an_output_one_cell_off_its_stride(h, w):
+    """An output of H/16 + 1 cells grows by 2 * border / 16 cells on the enlarged
+    input, so cropping border / 16 per side keeps the bare shape and alignment."""
+    MODELS.register_module('OffByOneStride', module=OffByOneStride, force=True)
+    torch.manual_seed(0)
+    vpt = VPT(backbone=dict(type='protune_mm.OffByOneStride'), num_tokens=3, pad_base=32)
+    bare = OffByOneStride()
+    bare.load_state_dict(vpt.backbone.state_dict())
+    assert vpt.pad_align == 16
+    background = torch.zeros(1, 3, h, w)
+    scene = background.clone()
+    scene[:, :, 40:72, 48:80] = 3.0
+
+    def peaks(net):
+        with torch.no_grad():
+            responses = [(a - b).norm(dim=1)[0]
+                         for a, b in zip(net(scene), net(background))]
+        return [(tuple(r.shape), divmod(int(r.argmax()), r.shape[1])) for r in responses]
+
+    with pytest.warns(UserWarning, match='no image regions bound'):
+        got = peaks(vpt)
+    assert got == peaks(bare) and got[1][0] == (h // 16 + 1, w // 16 + 1)
+
+
 def test_pad_prompts_surround_each_image_of_a_padded_batch():
     """In a batch padded to a common shape, each image's frame goes around its own
     region (from the data samples' img_shape), not around the batch tensor."""

@@ -2,7 +2,8 @@
 from . import (beit, bisenet, cgnet, convnext, csp, darknet, ddrnet,  # noqa: F401
                efficientnet, erfnet, fast_scnn, hourglass, hrnet, icnet, mit,
                mobilenet_v2, mobilenet_v3, mscan, pidnet, poolformer, pvt, resnet,
-               ssd_vgg, stdc, swin, timm_vit, twins, unet, vit)
+               ssd_vgg, stdc, swin, timm_features, timm_vit, twins, unet,
+               vit)
 from .base import (BackboneAdapter, KeyValueSite, Stage, TokenSites, WindowSite,
                    adapter_for, register_adapter, registered_adapters)
 from .modules import ModuleStagesAdapter

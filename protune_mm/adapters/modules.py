@@ -15,7 +15,7 @@ It is the escape hatch for a backbone nobody described
 adapters that only need to name their stage modules (HRNet, MobileNetV2, ...).
 """
 import difflib
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -83,6 +83,44 @@ class _Probe:
     def post(self, module, args, output):
         self.output = _layout(output)
         return _tap(output, self.out_leaves)
+
+
+def probe_forward(backbone: nn.Module, sizes: Sequence[int],
+                  channels: Optional[Sequence[int]] = None, grad: bool = False,
+                  before: Optional[Callable[[], object]] = None,
+                  what: str = 'the probe forward'):
+    """``(output, side)`` of one forward of ``backbone`` on a random 1 x C x side x
+    side image, for the first ``side`` in ``sizes`` (and C in ``channels``, by
+    default 3 then the first conv's) that it takes. Every module is in eval mode
+    for the call (BatchNorm statistics do not move) and back in its own mode
+    after; ``before`` runs before each try. Raises RuntimeError listing every
+    try's error when none runs."""
+    param = next(backbone.parameters(), None)
+    device = param.device if param is not None else torch.device('cpu')
+    # A private generator: the probe leaves the global RNG (prompt init) alone.
+    generator = torch.Generator().manual_seed(0)
+    # Set and restored module by module (a backbone's own train() may do more,
+    # e.g. freeze its stages).
+    modes = {m: m.training for m in backbone.modules()}
+    for m in modes:
+        m.training = False
+    errors = []
+    try:
+        for c in channels or _input_channels(backbone):
+            for size in sizes:
+                if before is not None:
+                    before()
+                x = torch.randn(1, c, size, size, generator=generator).to(device)
+                try:
+                    with torch.set_grad_enabled(grad):
+                        return backbone(x), size
+                except Exception as e:  # a wrong width or too small an image: retry
+                    errors.append(f'{c}x{size}x{size}: {type(e).__name__}: {e}')
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    raise RuntimeError(f'{what} of {type(backbone).__name__} failed for every image '
+                       '(CxHxW) tried:\n  ' + '\n  '.join(errors))
 
 
 def _input_channels(backbone: nn.Module) -> List[int]:
@@ -162,18 +200,14 @@ class ModuleStagesAdapter(BackboneAdapter):
         for name, module in modules.items():
             handles.append(module.register_forward_pre_hook(probes[name].pre))
             handles.append(module.register_forward_hook(probes[name].post))
-        # Eval mode, so BatchNorm statistics do not move; set and restored module by
-        # module (a backbone's own train() may do more, e.g. freeze its stages).
-        modes = {m: m.training for m in self.backbone.modules()}
-        for m in modes:
-            m.training = False
         try:
-            out, size = self._run(probes)
+            out, size = probe_forward(
+                self.backbone, self.probe_sizes, grad=True,
+                before=lambda: [probe.reset() for probe in probes.values()],
+                what=f'{self.family}: the probe forward (to find the stage widths)')
         finally:
             for handle in handles:
                 handle.remove()
-            for m, mode in modes.items():
-                m.training = mode
 
         from ..check import _features
         returned = [t for t in _features(out) if t.requires_grad]
@@ -207,25 +241,3 @@ class ModuleStagesAdapter(BackboneAdapter):
                 widths['output'] is not None and all(
                     reached[id(leaf)] for leaf in probe.out_leaves)))
         return stages
-
-    def _run(self, probes: Dict[str, _Probe]):
-        """One forward on the smallest probe image the backbone takes."""
-        param = next(self.backbone.parameters(), None)
-        device = param.device if param is not None else torch.device('cpu')
-        # A private generator: the probe leaves the global RNG (prompt init) alone.
-        generator = torch.Generator().manual_seed(0)
-        errors = []
-        for channels in _input_channels(self.backbone):
-            for size in self.probe_sizes:
-                for probe in probes.values():
-                    probe.reset()
-                x = torch.randn(1, channels, size, size, generator=generator).to(device)
-                try:
-                    with torch.enable_grad():
-                        return self.backbone(x), size
-                except Exception as e:  # a wrong width or too small an image: retry
-                    errors.append(f'{channels}x{size}x{size}: {type(e).__name__}: {e}')
-        raise RuntimeError(
-            f'{self.family}: the probe forward of {type(self.backbone).__name__} (to '
-            'find the stage widths) failed for every image (CxHxW) tried:\n  '
-            + '\n  '.join(errors))

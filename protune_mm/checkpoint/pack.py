@@ -315,8 +315,8 @@ def method_problems(method, meta: dict, source: str = 'pack') -> List[str]:
         problems.append(f"wrong method: the {source} is {meta['method']!r}, the "
                         f'model is {method.method!r}')
     else:
-        diff = _dict_diff(_method_config(meta['method_config']),
-                          _method_config(method.method_config()))
+        packed = {**method.legacy_defaults, **meta['method_config']}
+        diff = _dict_diff(_method_config(packed), _method_config(method.method_config()))
         if diff:
             problems.append(f"{meta['method']} config differs: {listed(diff)}")
     if 'backbone_class' in meta:

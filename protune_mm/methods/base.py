@@ -96,6 +96,9 @@ class PromptMethod(BaseModule):
 
     #: method name written into prompt packs and reports.
     method = 'frozen'
+    #: options added after packs were first written, with the value that older
+    #: packs (which lack them) were trained with.
+    legacy_defaults: Dict[str, object] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -14,22 +14,30 @@ from ..registry import MODELS
 from .base import PromptMethod
 
 
+SE_ACTIVATIONS = {'silu': nn.functional.silu, 'relu': torch.relu}
+
+
 class SqueezeExcite(nn.Module):
     """Channel gating; the gate multiplies its input.
 
-    The reduced width is at least 8 (timm's SE rounds the same way): with only one
-    or two ReLU units a narrow block's gate often starts dead and never trains.
+    The reduced width is at least 8 (timm's SE rounds the same way). Its
+    activation is SiLU by default (as in EfficientNet's SE): with ReLU, all
+    reduced units of a block can start negative for every input (the pooled
+    features of a frozen stage vary little), and then the gate never trains;
+    ``tools/check_backbones.py`` found such blocks in Swin-T, Darknet-53 and
+    ResNet-101 at seed 0.
     """
 
-    def __init__(self, channels: int, ratio: int):
+    def __init__(self, channels: int, ratio: int, act: str = 'silu'):
         super().__init__()
         hidden = max(8, channels // ratio)
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
+        self.act = SE_ACTIVATIONS[act]
 
     def forward(self, x):
         gate = x.mean((2, 3), keepdim=True)
-        gate = self.expand(torch.relu(self.reduce(gate)))
+        gate = self.expand(self.act(self.reduce(gate)))
         return x * torch.sigmoid(gate)
 
 
@@ -47,16 +55,18 @@ class ProTuneBlock(nn.Module):
         groups (int): groups of the two outer 1x1 convs; divides C and ``hidden``.
         se_ratio (int): squeeze-excite reduction.
         scale (str): 'channel' (one factor per channel) or 'scalar'.
+        se_act (str): the squeeze-excite activation, 'silu' or 'relu'.
     """
 
     def __init__(self, channels: int, hidden: int, kernel_size: int = 5,
-                 groups: int = 4, se_ratio: int = 16, scale: str = 'channel'):
+                 groups: int = 4, se_ratio: int = 16, scale: str = 'channel',
+                 se_act: str = 'silu'):
         super().__init__()
         self.body = nn.Sequential(
             nn.Conv2d(channels, hidden, 1, groups=groups),
             DepthwiseConv2d(hidden, kernel_size),
             nn.Conv2d(hidden, hidden, 1),
-            SqueezeExcite(hidden, se_ratio),
+            SqueezeExcite(hidden, se_ratio, se_act),
             nn.Conv2d(hidden, channels, 1, groups=groups),
         )
         shape = (1, channels, 1, 1) if scale == 'channel' else (1, )
@@ -97,15 +107,20 @@ class ProTune(PromptMethod):
             (HRNet-W18's 18-wide branch: 2). Default 4.
         se_ratio (int): squeeze-excite reduction. Default 16.
         scale (str): 'channel' or 'scalar' learnable output scale (init 0).
+        se_act (str): squeeze-excite activation: 'silu' (default) or 'relu'
+            (what packs written before the option was added used; they are
+            read as 'relu', so a 'silu' model refuses them).
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
     """
     method = 'protune'
+    legacy_defaults = {'se_act': 'relu'}
 
     def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
                  stage_modules: Optional[Sequence[str]] = None,
                  place: str = 'input', hidden_ratio: float = 0.5,
                  kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
-                 scale: str = 'channel', pretrained: Optional[str] = None,
+                 scale: str = 'channel', se_act: str = 'silu',
+                 pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None):
         # Cheap checks first, so a bad config fails before the backbone is built.
@@ -122,6 +137,9 @@ class ProTune(PromptMethod):
         if kernel_size % 2 == 0:
             raise ValueError(f'ProTune.kernel_size must be odd (same-size output), '
                              f'got {kernel_size}')
+        if se_act not in SE_ACTIVATIONS:
+            raise ValueError(f'ProTune.se_act must be one of {sorted(SE_ACTIVATIONS)}, '
+                             f'got {se_act!r}')
         if scale not in ('channel', 'scalar'):
             raise ValueError(f"ProTune.scale must be 'channel' or 'scalar', got {scale!r}")
         adapter = None
@@ -206,7 +224,7 @@ class ProTune(PromptMethod):
         hidden = max(groups, int(round(channels * cfg['hidden_ratio'] / groups))
                      * groups)
         return ProTuneBlock(channels, hidden, cfg['kernel_size'], groups,
-                            cfg['se_ratio'], cfg['scale'])
+                            cfg['se_ratio'], cfg['scale'], cfg['se_act'])
 
 
 class BranchBlocks(nn.ModuleList):

@@ -74,10 +74,12 @@ class VPT(PromptMethod):
         pad_base (int): pad prompts are learned for images of this side length
             and resized to each image's sides (the official code's crop size).
             Default 224.
-        pad_align (int): pad prompts: the image sits at an offset that is the
-            smallest multiple of this holding the prompts, so every output stride
-            that divides it keeps whole cells (outputs are cropped back). Default
-            32, the largest output stride of ResNet and most image backbones.
+        pad_align (int, optional): pad prompts: the image sits at an offset
+            that is the smallest multiple of this holding the prompts, so every
+            output stride that divides it keeps whole cells (outputs are cropped
+            back). Default: the backbone's largest output stride, found by one
+            probe forward at construction (32 for ResNet, 8 for a dilated
+            ResNetV1c, 64 for RTMDet-P6).
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
     """
     method = 'vpt'
@@ -85,7 +87,7 @@ class VPT(PromptMethod):
     def __init__(self, backbone: dict, num_tokens: int = 10,
                  deep: Optional[bool] = None, dropout: Optional[float] = None,
                  location: Optional[str] = None, pad_base: int = 224,
-                 pad_align: int = 32,
+                 pad_align: Optional[int] = None,
                  pretrained: Optional[str] = None, init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None):
         if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) \
@@ -101,8 +103,10 @@ class VPT(PromptMethod):
                              f'backbone), got {location!r}')
         if isinstance(pad_base, bool) or not isinstance(pad_base, int) or pad_base < 1:
             raise ValueError(f'VPT.pad_base must be a positive int, got {pad_base!r}')
-        if isinstance(pad_align, bool) or not isinstance(pad_align, int) or pad_align < 1:
-            raise ValueError(f'VPT.pad_align must be a positive int, got {pad_align!r}')
+        if pad_align is not None and (isinstance(pad_align, bool) or not isinstance(
+                pad_align, int) or pad_align < 1):
+            raise ValueError(f'VPT.pad_align must be a positive int or None (the '
+                             f"backbone's largest output stride), got {pad_align!r}")
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
                          memory_efficient=memory_efficient)
         adapter = self.adapter
@@ -137,8 +141,12 @@ class VPT(PromptMethod):
         if dropout is None:
             dropout = 0.0 if self.mechanism == 'pad' else 0.1
         self.num_tokens, self.deep = num_tokens, deep
+        if self.mechanism == 'pad' and num_tokens and pad_align is None:
+            from .vpt_pad import largest_stride
+            pad_align = largest_stride(self.backbone)
         self.pad_base, self.pad_align = pad_base, pad_align
-        self.resolve_config(deep=deep, location=location, dropout=dropout)
+        self.resolve_config(deep=deep, location=location, dropout=dropout,
+                            pad_align=pad_align)
         self.prompt_dropout = nn.Dropout(dropout)
         #: pad prompts: each image's (h, w) in the current batch, set for the
         #: duration of a forward by ``vpt_pad.bind_image_regions``; None: the

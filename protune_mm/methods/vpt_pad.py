@@ -5,11 +5,12 @@ replaced), learned in [0, 1] RGB and normalised with the ImageNet mean/std.
 They act on the input alone, so they fit any image backbone.
 
 For dense prediction the features must stay aligned with the image. The image is
-placed at an offset ``border``, the smallest multiple of ``pad_align`` (default
-32) that holds the prompts; between the prompts and the canvas edge is the pad
-value 0, as in mmdet/mmseg's batch padding. Every output whose stride divides
-``border`` then has whole cells of border on each side, and is cropped back to
-the bare backbone's cells: same shapes, same alignment. The backbone computes on
+placed at an offset ``border``, the smallest multiple of ``pad_align`` (default:
+the backbone's largest output stride, probed once at construction) that holds
+the prompts; between the prompts and the canvas edge is the pad value 0, as in
+mmdet/mmseg's batch padding. Every output whose stride divides ``border`` then
+has whole cells of border on each side, and is cropped back to the bare
+backbone's cells: same shapes, same alignment. The backbone computes on
 ``(H + 2 * border) x (W + 2 * border)`` pixels.
 
 In a batch padded to a common shape, each image's prompts surround its own region
@@ -36,6 +37,22 @@ def pad_border(num_tokens: int, pad_align: int) -> int:
     """Offset of the image in the enlarged input: the prompts' width rounded up
     to a multiple of ``pad_align``."""
     return pad_align * math.ceil(num_tokens / pad_align)
+
+
+def largest_stride(backbone: nn.Module) -> int:
+    """The largest output stride of ``backbone`` (a power of two), from one probe
+    forward on a 256 px image (512 if it refuses that)."""
+    from ..adapters.modules import probe_forward
+    from ..check import _features
+    out, size = probe_forward(backbone, (256, 512), channels=[3],
+                              what='VPT pad prompts: the probe forward (to find the '
+                              'largest output stride; or set VPT.pad_align)')
+    cells = min(min(y.shape[-2:]) for y in _features(out))
+    return _power_of_two(size / cells)
+
+
+def _power_of_two(ratio: float) -> int:
+    return 2 ** max(0, round(math.log2(ratio)))
 
 
 def inject_pad_prompts(method) -> list:
@@ -138,12 +155,19 @@ class PadPrompts:
 
 def output_stride(size: Sequence[int], cells: Sequence[int], border: int) -> Optional[int]:
     """The stride s dividing ``border`` at which an input of ``size`` px gives
-    ``cells`` (rounded up or down, as convolutions and pooling do), or None."""
+    ``cells`` (rounded up or down, as convolutions and pooling do), or None.
+
+    Failing that, a power of two s dividing ``border`` with ``cells`` within one
+    cell of ``size / s``: ICNet's stride-16 output has H/16 + 1 cells. Growing the
+    input by 2 * border then adds 2 * border / s cells, so the crop is exact."""
     for s in range(1, border + 1):
         if border % s:
             continue
         if all(c in (n // s, -(-n // s)) for n, c in zip(size, cells)):
             return s
+    s = _power_of_two(size[-1] / cells[-1])
+    if not border % s and all(abs(c - n / s) <= 1 for n, c in zip(size, cells)):
+        return s
     return None
 
 
