@@ -64,6 +64,16 @@ PY
 if torch_ok; then
   echo "  found $("$PY" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"
 else
+  # A CUDA build of torch from PyPI unpacks to about 6 GiB, plus pip's temporary
+  # copies: say so before pip dies half-way with "No space left on device".
+  NEED_GIB=8
+  for dir in "$(dirname "$PY")" "${TMPDIR:-/tmp}"; do
+    free=$(df -Pk "$dir" | awk 'NR == 2 { print int($4 / 1048576) }')
+    if (( free < NEED_GIB )); then
+      HINT="only $free GiB free on the disk of $dir; installing '$TORCH_SPEC' needs about $NEED_GIB GiB there (the CUDA libraries and pip's temporary files): free space, or set TMPDIR / VIRTUAL_ENV to another disk, then rerun."
+      false
+    fi
+  done
   HINT="installing '$TORCH_SPEC' failed. Install a matching torch/torchvision pair for your CUDA yourself (https://pytorch.org), or set PROTUNE_TORCH_SPEC, then rerun."
   # shellcheck disable=SC2086
   "${PIP[@]}" install $TORCH_SPEC
