@@ -241,3 +241,85 @@ def test_robustness_option_adds_corrupted_evaluation_and_keeps_the_numbers(tmp_p
                                               abs=1e-3)
     assert 'Corrupted task B val' in '\n'.join(robust['table'])
     assert '--robustness --corruptions fog pixelate --severities 1 5' in robust['command']
+
+
+# ----------------------------------------------------------------------------------
+# Method variants, task B data scale, pre-training reuse (issue 15).
+
+def test_variants_parse_and_bad_ones_name_the_entry():
+    args = study_tool.parse_args(['--methods', 'frozen', 'protune:hidden_ratio=0.25',
+                                  'protune:place=output,prompt_lr=3e-2',
+                                  'full:lp_iters=250,lr=1e-3'])
+    v = args.methods[2]
+    assert v.name == 'protune' and v.options == dict(place='output', prompt_lr=0.03)
+    assert v.label == 'Pro-tuning (place=output, prompt_lr=0.03)'
+    assert study_tool.method_lr(args, args.methods[3]) == 1e-3
+    assert study_tool.method_lr(args, args.methods[1]) == args.lr
+    cfg = study_tool.method_config(args.methods[1], 'resnet', {}, 64)
+    assert cfg['hidden_ratio'] == 0.25 and cfg['type'] == 'protune_mm.ProTune'
+    blocks = study_tool.method_config(study_tool.Variant('protune:per_block=True'),
+                                      'resnet', {}, 64)
+    assert blocks['stage_modules'][:3] == ['layer1.0', 'layer1.1', 'layer2.0']
+    assert 'per_block' not in blocks and 'memory_efficient' not in blocks
+    for spec, match in [
+            ('lora:x=1', r"--methods.*'lora'.*allowed"),
+            ('protune:hidden_ratio', r'expected NAME:key=value'),
+            ('protune:prompt_lr=-1', r'prompt_lr must be a positive number'),
+            ('frozen:prompt_lr=0.1', r'prompt_lr needs prompts'),
+            ('vpt:per_block=True', r'per_block=True/False is a protune option'),
+            ('protune:lp_iters=5', r'lp_iters=N .* is a full option'),
+            ('full:hidden_ratio=0.5', r"full has no wrapper.*\['hidden_ratio'\]"),
+            ('protune:lr=1,lr=2', r'lr given twice')]:
+        with pytest.raises(ValueError, match=match):
+            study_tool.parse_args(['--methods', spec])
+    with pytest.raises(ValueError, match='per_block is for the resnet'):
+        study_tool.method_config(study_tool.Variant('protune:per_block=True'), 'vit',
+                                 {}, 64)
+
+
+def test_prompt_lr_gives_the_prompts_their_own_schedule(monkeypatch):
+    """prompt_lr: the backbone-side parameters follow the same warm-up/cosine
+    schedule from their own peak lr; the head keeps the method lr."""
+    seen = []
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Linear(2, 2)
+            self.decode_head = torch.nn.Linear(2, 2)
+
+        def train_step(self, batch, optim):
+            seen.append(sorted(g['lr'] for g in optim.param_groups if 'base' in g))
+            return dict(loss=torch.tensor(1.0))
+
+    monkeypatch.setattr(study_tool, 'make_batch', lambda split, idx: None)
+    monkeypatch.setattr(study_tool, 'log', lambda msg: None)
+    args = study_tool.parse_args(['--batch', '1', '--log-interval', '100'])
+    split = (np.zeros((4, 1)), None)
+    study_tool.train(Model(), split, args, 40, 0.01, 0, 'x', prompt_lr=0.03)
+    assert seen[10] == pytest.approx([study_tool.lr_at(10, 40, 0.01),
+                                      study_tool.lr_at(10, 40, 0.03)])
+
+
+def test_data_scale_and_pretraining_reuse(tmp_path):
+    """--num-train-b trains task B on its first N images (nested subsets); a second
+    study with the same task A settings reuses the pre-trained backbone."""
+    a = study_tool.make_task('B', 5, 32, seed=2000)
+    b = study_tool.make_task('B', 2, 32, seed=2000)
+    assert np.array_equal(a[0][:2], b[0]) and np.array_equal(a[1][:2], b[1])
+    common = TINY[:-2] + ['--backbones', 'resnet', '--work-dir', str(tmp_path / 'w')]
+    first = study_tool.main(common + ['--methods', 'frozen', '--num-train-b', '2',
+                                      '--out', str(tmp_path / 'a.json')])
+    assert first['settings']['num_train_b'] == 2
+    assert '--num-train-b 2' in first['command']
+    assert 'reused' not in first['results']['resnet']['pretrain']
+    second = study_tool.main(common + ['--methods', 'frozen', 'full:lp_iters=2',
+                                       '--out', str(tmp_path / 'b.json')])
+    pre = second['results']['resnet']['pretrain']
+    assert pre['reused'] and pre['mIoU'] == first['results']['resnet']['pretrain']['mIoU']
+    assert second['settings']['num_train_b'] == 6
+    assert second['results']['resnet']['methods']['full:lp_iters=2']['label'] == \
+        'full fine-tuning (lp_iters=2)'
+    changed = study_tool.main(common + ['--methods', 'frozen', '--iters-pretrain', '5',
+                                        '--out', str(tmp_path / 'c.json')])
+    assert 'reused' not in changed['results']['resnet']['pretrain']

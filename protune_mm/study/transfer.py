@@ -40,6 +40,7 @@ The adapted models are saved as ``WORK_DIR/<backbone>/<method>_seed<S>.pth`` (sm
 models: a few MB each), so the frozen-backbone check can be repeated from files.
 """
 import argparse
+import copy
 import logging
 import math
 import os
@@ -50,6 +51,7 @@ import statistics
 import time
 from collections import OrderedDict
 from datetime import datetime, timedelta
+from typing import Optional
 
 import numpy as np
 import torch
@@ -80,6 +82,95 @@ HEAD_CHANNELS = 32
 WARMUP_FRACTION = 0.05
 #: val images per val_step (all of one size, so mmseg stacks them unpadded).
 EVAL_BATCH = 16
+
+
+#: study options of a method variant (``NAME:key=value,...``); every other key is
+#: an argument of the method's wrapper (``protune:hidden_ratio=0.25``).
+STUDY_OPTIONS = {
+    'lr': 'task B learning rate of this variant (instead of --lr/--method-lr)',
+    'prompt_lr': 'learning rate of the backbone-side parameters (prompts); the '
+                 'head keeps the method lr',
+    'per_block': 'Pro-tuning on ResNet: a block before every residual block '
+                 '(stage_modules) instead of one per stage',
+    'lp_iters': 'full fine-tuning after a linear probe (LP-FT): this many '
+                'head-only iterations at --lr first, then --iters of full '
+                'fine-tuning from the probed head',
+}
+
+
+class Variant(str):
+    """A ``--methods`` entry: a method name, optionally with options,
+    ``protune:hidden_ratio=0.25,prompt_lr=0.03``. It is its own key in results."""
+
+    @property
+    def name(self) -> str:
+        return self.partition(':')[0]
+
+    @property
+    def options(self) -> 'OrderedDict[str, object]':
+        return parse_options(self)
+
+    @property
+    def label(self) -> str:
+        extra = ', '.join(f'{k}={v}' for k, v in self.options.items())
+        return METHODS[self.name][0] + (f' ({extra})' if extra else '')
+
+    @property
+    def slug(self) -> str:
+        """For file names: ``protune-hidden_ratio-0.25``."""
+        return ''.join(c if c.isalnum() or c in '._' else '-' for c in self)
+
+
+def parse_options(spec: str) -> 'OrderedDict[str, object]':
+    """``'protune:hidden_ratio=0.25,place=output'`` -> ordered options; values are
+    Python literals (numbers, True/False, quoted or bare strings)."""
+    import ast
+    name, _, rest = spec.partition(':')
+    options = OrderedDict()
+    if not rest:
+        return options
+    for item in rest.split(','):
+        key, sep, text = item.partition('=')
+        if not sep or not key.isidentifier():
+            raise ValueError(f'--methods {spec!r}: expected NAME:key=value[,key=value], '
+                             f'got {item!r}')
+        if key in options:
+            raise ValueError(f'--methods {spec!r}: {key} given twice')
+        try:
+            options[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[key] = text
+    return options
+
+
+def check_variant(spec: str) -> Variant:
+    """A validated :class:`Variant`; errors name the entry and the allowed values."""
+    variant = Variant(spec)
+    if variant.name not in METHODS:
+        raise ValueError(f'--methods: unknown value(s) [{variant.name!r}]; allowed: '
+                         f'{list(METHODS)} (optionally NAME:key=value,...)')
+    options = variant.options
+    wrapper = METHODS[variant.name][1]
+    for key in ('lr', 'prompt_lr'):
+        if key in options and not (isinstance(options[key], (int, float))
+                                   and not isinstance(options[key], bool)
+                                   and math.isfinite(options[key]) and options[key] > 0):
+            raise ValueError(f'--methods {spec!r}: {key} must be a positive number, '
+                             f'got {options[key]!r}')
+    if 'per_block' in options and (variant.name != 'protune'
+                                   or options['per_block'] not in (True, False)):
+        raise ValueError(f'--methods {spec!r}: per_block=True/False is a protune option')
+    if 'lp_iters' in options and (variant.name != 'full' or isinstance(
+            options['lp_iters'], bool) or not isinstance(options['lp_iters'], int)
+            or options['lp_iters'] < 1):
+        raise ValueError(f'--methods {spec!r}: lp_iters=N (N >= 1) is a full option')
+    if 'prompt_lr' in options and variant.name not in ('protune', 'vpt'):
+        raise ValueError(f'--methods {spec!r}: prompt_lr needs prompts (protune, vpt)')
+    wrapper_keys = [k for k in options if k not in STUDY_OPTIONS]
+    if wrapper_keys and wrapper is None:
+        raise ValueError(f'--methods {spec!r}: {variant.name} has no wrapper; its '
+                         f"options are ['lr', 'lp_iters'], got {wrapper_keys}")
+    return variant
 
 
 def backbone_config(name: str, size: int) -> dict:
@@ -121,7 +212,10 @@ def head_config(in_channels, num_classes: int) -> dict:
 
 
 def method_config(method: str, backbone: str, inner: dict, size: int) -> dict:
-    """The backbone config of ``method`` around ``inner`` (which holds init_cfg)."""
+    """The backbone config of ``method`` (a name or :class:`Variant`) around
+    ``inner`` (which holds init_cfg)."""
+    variant = Variant(method)
+    method, options = variant.name, variant.options
     wrapper = METHODS[method][1]
     if wrapper is None:
         return inner
@@ -137,6 +231,15 @@ def method_config(method: str, backbone: str, inner: dict, size: int) -> dict:
             cfg.update(deep=False, num_tokens=vpt_border(size), pad_base=size)
         else:
             cfg.update(deep=True, num_tokens=10)  # VPT-deep
+    if options.get('per_block'):
+        if backbone != 'resnet':
+            raise ValueError(f'--methods {variant!r}: per_block is for the resnet '
+                             'backbone (the ViT has one block per stage already)')
+        # ResNet-18: 2 BasicBlocks per stage. Named stages have no lean frozen ops
+        # (the ResNet adapter's), so the frozen backbone runs its stock ops.
+        cfg['stage_modules'] = [f'layer{i}.{j}' for i in range(1, 5) for j in range(2)]
+        cfg.pop('memory_efficient', None)
+    cfg.update((k, v) for k, v in options.items() if k not in STUDY_OPTIONS)
     return cfg
 
 
@@ -289,11 +392,18 @@ def make_task(task: str, num: int, size: int, seed: int):
 
 
 def task_data(task: str, args):
-    """Train and val splits of a task; distinct seeds per task and split."""
+    """Train and val splits of a task; distinct seeds per task and split. Task B
+    trains on its first ``--num-train-b`` images: smaller sets are nested in
+    larger ones."""
     base = {'A': 1000, 'B': 2000}[task]
-    return dict(train=make_task(task, args.num_train, args.size, base),
+    num_train = args.num_train if task == 'A' else num_train_b(args)
+    return dict(train=make_task(task, num_train, args.size, base),
                 val=make_task(task, args.num_val, args.size, base + 1),
                 classes=TASKS[task]['classes'])
+
+
+def num_train_b(args) -> int:
+    return args.num_train_b or args.num_train
 
 
 def make_batch(split, indices) -> dict:
@@ -364,11 +474,19 @@ def _scalar(value) -> float:
     return float(value.detach()) if torch.is_tensor(value) else float(value)
 
 
-def train(model, split, args, iters: int, base_lr: float, seed: int, tag: str) -> float:
-    """Plain loop over ``model.train_step`` with AdamW on the trainable params."""
+def train(model, split, args, iters: int, base_lr: float, seed: int, tag: str,
+          prompt_lr: Optional[float] = None) -> float:
+    """Plain loop over ``model.train_step`` with AdamW on the trainable params;
+    ``prompt_lr``: the backbone-side ones (prompts) at that peak lr instead."""
     from mmengine.optim import OptimWrapper
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = OptimWrapper(torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0))
+    side = {id(p) for p in model.backbone.parameters()} if prompt_lr else set()
+    groups = [dict(params=[p for p in model.parameters()
+                           if p.requires_grad and id(p) not in side], base=base_lr)]
+    if prompt_lr:
+        groups.append(dict(params=[p for p in model.backbone.parameters()
+                                   if p.requires_grad], base=prompt_lr))
+    optim = OptimWrapper(torch.optim.AdamW([g for g in groups if g['params']],
+                                           lr=base_lr, weight_decay=0.0))
     batches = data_order(len(split[0]), iters, args.batch, seed)
     torch.manual_seed(seed)  # dropout of VPT prompts
     model.train()
@@ -377,7 +495,9 @@ def train(model, split, args, iters: int, base_lr: float, seed: int, tag: str) -
     for it, indices in enumerate(batches):
         lr = lr_at(it, iters, base_lr)
         for group in optim.param_groups:
-            group['lr'] = lr
+            # With several groups mmengine's wrapper appends one of its own, for
+            # logging only: it has no 'base'.
+            group['lr'] = lr_at(it, iters, group.get('base', base_lr))
         log_vars = model.train_step(make_batch(split, indices), optim)
         loss = _scalar(log_vars['loss'])
         window.append(loss)
@@ -545,8 +665,26 @@ def atomic_save(obj, path: str):
 # ----------------------------------------------------------------------------------
 # The study
 
+def pretrain_settings(backbone: str, args) -> dict:
+    """What determines the task A backbone: a checkpoint written with the same
+    settings is reused."""
+    return dict(task='A', backbone=backbone, iters=args.iters_pretrain,
+                seed=PRETRAIN_SEED, lr=args.lr_pretrain, batch=args.batch,
+                size=args.size, num_train=args.num_train, num_val=args.num_val,
+                backbone_cfg=backbone_config(backbone, args.size))
+
+
 def pretrain(backbone: str, data_a: dict, args, work_dir: str) -> dict:
     tag = f'{backbone}/pretrain-A'
+    path = osp.join(work_dir, 'pretrained_task_a.pth')
+    settings = pretrain_settings(backbone, args)
+    if osp.exists(path):
+        saved = torch.load(path, map_location='cpu', weights_only=True)
+        if saved['meta'].get('settings') == settings:
+            log(f'{tag}: reusing {path} (same task A settings; task A val mIoU '
+                f"{saved['meta']['result']['mIoU']:.2f})")
+            return dict(checkpoint=path, task='A', seed=PRETRAIN_SEED,
+                        iters=args.iters_pretrain, reused=True, **saved['meta']['result'])
     log(f'{tag}: training backbone + head on task A ({TASKS["A"]["name"]}), '
         f'{args.iters_pretrain} iterations')
     torch.manual_seed(PRETRAIN_SEED)
@@ -555,10 +693,11 @@ def pretrain(backbone: str, data_a: dict, args, work_dir: str) -> dict:
     seconds = train(model, data_a['train'], args, args.iters_pretrain, args.lr_pretrain,
                     PRETRAIN_SEED, tag)
     result = evaluate(model, data_a)
-    path = osp.join(work_dir, 'pretrained_task_a.pth')
     state = OrderedDict((k, v.detach().clone()) for k, v in model.backbone.state_dict().items())
     atomic_save(dict(meta=dict(task='A', backbone=backbone, iters=args.iters_pretrain,
-                               seed=PRETRAIN_SEED), state_dict=state), path)
+                               seed=PRETRAIN_SEED, settings=settings,
+                               result=dict(result, time_s=round(seconds, 1))),
+                     state_dict=state), path)
     log(f'{tag}: task A val mIoU {result["mIoU"]:.2f}, aAcc {result["aAcc"]:.2f} '
         f'({seconds:.0f}s); backbone written to {path}')
     return dict(checkpoint=path, task='A', seed=PRETRAIN_SEED, iters=args.iters_pretrain,
@@ -567,25 +706,40 @@ def pretrain(backbone: str, data_a: dict, args, work_dir: str) -> dict:
 
 def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dict,
           head_init: dict, data_b: dict, args, work_dir: str) -> dict:
-    label = METHODS[method][0]
+    variant = Variant(method)
+    label, name = variant.label, variant.name
     tag = f'{backbone}/{method} seed {seed}'
     inner = backbone_config(backbone, args.size)
-    if method != 'scratch':
+    if name != 'scratch':
         inner['init_cfg'] = dict(type='Pretrained', checkpoint=checkpoint)
     cfg = method_config(method, backbone, inner, args.size)
+    lp_iters = variant.options.get('lp_iters', 0)
+    lp_seconds = 0.0
+    if lp_iters:
+        # LP-FT (Kumar et al., ICLR 2022): the head first learns on the frozen
+        # backbone (exactly head-only training), then everything fine-tunes.
+        probe = build_model(method_config('frozen', backbone, copy.deepcopy(inner),
+                                          args.size),
+                            backbone, len(data_b['classes']), head_init)
+        lp_seconds = train(probe, data_b['train'], args, lp_iters, args.lr, seed,
+                           f'{tag} linear probe')
+        head_init = {k: v.detach().clone()
+                     for k, v in probe.decode_head.state_dict().items()}
     torch.manual_seed(seed)
     model = build_model(cfg, backbone, len(data_b['classes']), head_init)
-    if method != 'scratch':
-        check_equal(inner_backbone(model, method), reference,
+    if name != 'scratch':
+        check_equal(inner_backbone(model, name), reference,
                     f'{tag}: backbone after loading {checkpoint}')
-    counts = count_params(model, method)
+    counts = count_params(model, name)
     log(f'{tag}: {label}, trainable {counts["trainable"]:,} (backbone side '
         f'{counts["backbone_side_trainable"]:,}, head {counts["head_trainable"]:,})')
     lr = method_lr(args, method)
-    seconds = train(model, data_b['train'], args, args.iters, lr, seed, tag)
+    prompt_lr = variant.options.get('prompt_lr')
+    seconds = lp_seconds + train(model, data_b['train'], args, args.iters, lr, seed,
+                                 tag, prompt_lr)
     frozen_check = None
-    if method in FROZEN_METHODS:
-        n = check_equal(inner_backbone(model, method), reference,
+    if name in FROZEN_METHODS:
+        n = check_equal(inner_backbone(model, name), reference,
                         f'{tag}: frozen backbone after training')
         frozen_check = f'bit-identical to the checkpoint ({n} tensors)'
     result = evaluate(model, data_b)
@@ -594,11 +748,11 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
     atomic_save(dict(meta=dict(method=method, backbone=backbone, seed=seed,
                                pretrained=checkpoint),
                      state_dict=model.state_dict()),
-                osp.join(work_dir, f'{method}_seed{seed}.pth'))
+                osp.join(work_dir, f'{variant.slug}_seed{seed}.pth'))
     log(f'{tag}: task B val mIoU {result["mIoU"]:.2f}, aAcc {result["aAcc"]:.2f} '
         f'({seconds:.0f}s)' + (f'; frozen backbone {frozen_check}' if frozen_check else ''))
     return dict(result, counts=counts, frozen_check=frozen_check, time_s=round(seconds, 1),
-                backbone_cfg=cfg, lr=lr)
+                backbone_cfg=cfg, lr=lr, prompt_lr=prompt_lr)
 
 
 def _stats(values, digits: int = 2) -> dict:
@@ -613,13 +767,14 @@ def summarise(runs: dict, seeds) -> OrderedDict:
         first = per_seed[seeds[0]]
         miou = [per_seed[s]['mIoU'] for s in seeds]
         entry = OrderedDict(
-            label=METHODS[method][0],
+            label=Variant(method).label,
             backbone_cfg=first['backbone_cfg'],
             mIoU=dict(_stats(miou), per_seed={str(s): per_seed[s]['mIoU'] for s in seeds}),
             aAcc=dict(_stats([per_seed[s]['aAcc'] for s in seeds]),
                       per_seed={str(s): per_seed[s]['aAcc'] for s in seeds}),
             per_class_IoU={str(s): per_seed[s]['per_class_IoU'] for s in seeds},
             lr=first['lr'],
+            prompt_lr=first.get('prompt_lr'),
             trainable=first['counts'],
             frozen_check=first['frozen_check'],
             time_s={str(s): per_seed[s]['time_s'] for s in seeds})
@@ -639,13 +794,19 @@ def summarise(runs: dict, seeds) -> OrderedDict:
     return out
 
 
+def _label_width(results: dict) -> int:
+    return max([17] + [len(m['label']) for res in results.values()
+                       for m in res['methods'].values()])
+
+
 def format_table(results: dict, seeds) -> str:
-    head = (f"{'backbone':<8} {'method':<17} {'lr':>7} {'mIoU mean±sd':>13}  {'mIoU per seed':<20}"
+    w = _label_width(results)
+    head = (f"{'backbone':<8} {'method':<{w}} {'lr':>7} {'mIoU mean±sd':>13}  {'mIoU per seed':<20}"
             f"{'aAcc':>6} {'trainable':>10} {'backbone-side':>13} {'gain vs head-only':>18}")
     lines = [head, '-' * len(head)]
     for backbone, res in results.items():
         pre = res['pretrain']
-        lines.append(f"{backbone:<8} {'pre-train (A)':<17} {'':>7} {pre['mIoU']:>13.2f}  "
+        lines.append(f"{backbone:<8} {'pre-train (A)':<{w}} {'':>7} {pre['mIoU']:>13.2f}  "
                      f"{'task A val':<20}{pre['aAcc']:>6.2f}")
         for method, m in res['methods'].items():
             per_seed = ' '.join(f'{v:.1f}' for v in m['mIoU']['per_seed'].values())
@@ -655,7 +816,7 @@ def format_table(results: dict, seeds) -> str:
                 gain = f"{g['mean']:+.2f} ({g['seeds_better']}/{len(seeds)} seeds)"
             t = m['trainable']
             lines.append(
-                f"{backbone:<8} {m['label']:<17} {m['lr']:>7.0e} "
+                f"{backbone:<8} {m['label']:<{w}} {m['lr']:>7.0e} "
                 f"{m['mIoU']['mean']:>7.2f}±{m['mIoU']['std']:<5.2f}  {per_seed:<20}"
                 f"{m['aAcc']['mean']:>6.2f} {t['trainable']:>10,} "
                 f"{t['backbone_side_trainable']:>13,} {gain:>18}")
@@ -664,7 +825,8 @@ def format_table(results: dict, seeds) -> str:
 
 def format_robustness_table(results: dict, seeds) -> str:
     """Clean mIoU, mPC and rPC on corrupted task B val images per method."""
-    head = (f"{'backbone':<8} {'method':<17} {'clean mIoU':>11} {'mPC':>13} "
+    w = _label_width(results)
+    head = (f"{'backbone':<8} {'method':<{w}} {'clean mIoU':>11} {'mPC':>13} "
             f"{'rPC':>13}  {'rPC per seed':<20}{'rPC - full':>11}")
     lines = [head, '-' * len(head)]
     for backbone, res in results.items():
@@ -678,7 +840,7 @@ def format_robustness_table(results: dict, seeds) -> str:
             diff = ('' if full is None or method == 'full'
                     else f"{r['rPC']['mean'] - full['rPC']['mean']:+.3f}")
             lines.append(
-                f"{backbone:<8} {m['label']:<17} {r['mIoU_clean']['mean']:>11.2f} "
+                f"{backbone:<8} {m['label']:<{w}} {r['mIoU_clean']['mean']:>11.2f} "
                 f"{r['mPC']['mean']:>7.2f}±{r['mPC']['std']:<5.2f} "
                 f"{r['rPC']['mean']:>7.3f}±{r['rPC']['std']:<5.3f}  {per_seed:<20}"
                 f"{diff:>11}")
@@ -694,7 +856,9 @@ def reproduce_command(args) -> str:
              *(['--method-lr', *(f'{m}={v!r}' for m, v in args.method_lr.items())]
                if args.method_lr else []),
              '--lr-pretrain', repr(args.lr_pretrain),
-             '--num-train', str(args.num_train), '--num-val', str(args.num_val),
+             '--num-train', str(args.num_train),
+             *(['--num-train-b', str(args.num_train_b)] if args.num_train_b else []),
+             '--num-val', str(args.num_val),
              *(['--robustness', '--corruptions', *args.corruptions,
                 '--severities', *map(str, args.severities),
                 '--corruption-seed', str(args.corruption_seed)]
@@ -758,6 +922,7 @@ def run(args) -> dict:
             iters_pretrain=args.iters_pretrain, lr_pretrain=args.lr_pretrain,
             iters=args.iters, lr=args.lr, batch=args.batch,
             size=args.size, seeds=args.seeds, num_train=args.num_train,
+            num_train_b=num_train_b(args),
             num_val=args.num_val, pretrain_seed=PRETRAIN_SEED,
             method_lr={m: method_lr(args, m) for m in args.methods},
             optimizer=f'AdamW(lr={args.lr}, weight_decay=0) on trainable parameters '
@@ -813,7 +978,10 @@ def parse_args(argv=None):
                         help=f'backbones to study, from {list(BACKBONES)}')
     parser.add_argument('--methods', nargs='+', default=list(DEFAULT_METHODS),
                         help=f'methods, from {list(METHODS)}; frozen (head-only) is '
-                        'the reference of the gains')
+                        'the reference of the gains. A variant: NAME:key=value,... '
+                        'with wrapper arguments (protune:hidden_ratio=0.25,'
+                        'place=output) or ' + '; '.join(
+                            f'{k}: {v}' for k, v in STUDY_OPTIONS.items()))
     parser.add_argument('--iters-pretrain', type=_positive('--iters-pretrain'),
                         default=1500, help="iterations of task A pre-training")
     parser.add_argument('--iters', type=_positive('--iters'), default=500,
@@ -832,6 +1000,10 @@ def parse_args(argv=None):
                         help='AdamW learning rate of task A pre-training')
     parser.add_argument('--num-train', type=_positive('--num-train'), default=1000,
                         help='training images per task')
+    parser.add_argument('--num-train-b', type=_positive('--num-train-b'), default=None,
+                        help='task B training images (its first N: smaller sets are '
+                        'nested in larger ones), for data-scale runs; default '
+                        '--num-train')
     parser.add_argument('--num-val', type=_positive('--num-val'), default=200,
                         help='val images per task')
     parser.add_argument('--robustness', action='store_true',
@@ -853,11 +1025,11 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='benchmarks/transfer_study.json',
                         help='JSON results (written atomically)')
     args = parser.parse_args(argv)
-    for option, values, allowed in (('--backbones', args.backbones, BACKBONES),
-                                    ('--methods', args.methods, tuple(METHODS))):
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise ValueError(f'{option}: unknown value(s) {bad}; allowed: {list(allowed)}')
+    bad = [v for v in args.backbones if v not in BACKBONES]
+    if bad:
+        raise ValueError(f'--backbones: unknown value(s) {bad}; allowed: {list(BACKBONES)}')
+    args.methods = [check_variant(m) for m in args.methods]
+    for option, values in (('--backbones', args.backbones), ('--methods', args.methods)):
         if len(set(values)) != len(values):
             raise ValueError(f'{option}: repeated value(s) in {values}')
     if len(set(args.seeds)) != len(args.seeds):
@@ -883,7 +1055,7 @@ def _method_lrs(items, methods) -> dict:
     """``['full=1e-3', ...]`` -> ``{'full': 0.001}``; names the bad item."""
     out = OrderedDict()
     for item in items:
-        method, sep, value = item.partition('=')
+        method, sep, value = item.rpartition('=')
         if not sep or method not in methods:
             raise ValueError(f'--method-lr: expected METHOD=LR with METHOD one of the '
                              f'studied methods {list(methods)}, got {item!r}')
@@ -897,7 +1069,8 @@ def _method_lrs(items, methods) -> dict:
 
 
 def method_lr(args, method: str) -> float:
-    return args.method_lr.get(method, args.lr)
+    """``lr=`` of the variant, else --method-lr of the entry, else --lr."""
+    return Variant(method).options.get('lr', args.method_lr.get(method, args.lr))
 
 
 def main(argv=None) -> dict:
