@@ -291,3 +291,27 @@ def test_the_probe_changes_nothing_it_runs_on():
     assert torch.equal(torch.get_rng_state(), rng)  # prompt init unaffected
     assert {n: m.training for n, m in net.named_modules()} == modes
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+
+
+@pytest.mark.parametrize('name', ['pidnet', 'ddrnet'])
+def test_backbones_with_training_outputs_train_wrapped(name):
+    """PIDNet and DDRNet return auxiliary outputs when training (their heads'
+    losses need them): wrapped, the backbone's own flag follows the wrapper's
+    mode, while its submodules stay in eval (BatchNorm statistics frozen)."""
+    cfg = FAMILIES[name][0]
+    torch.manual_seed(0)
+    method = MODELS.build(dict(type='protune_mm.ProTune', backbone=cfg))
+    stats = {k: v.clone() for k, v in method.backbone.state_dict().items()
+             if 'running' in k}
+    x = torch.randn(2, 3, 64, 64)
+    method.train()
+    outs = method(x)
+    assert isinstance(outs, tuple) and len(outs) == (3 if name == 'pidnet' else 2)
+    assert not any(m.training for m in method.backbone.modules()
+                   if m is not method.backbone)
+    sum(o.pow(2).mean() for o in outs).backward()
+    scales = [p for n, p in method.prompts.named_parameters() if n.endswith('scale')]
+    assert scales and all(p.grad is not None and p.grad.abs().sum() > 0 for p in scales)
+    assert all(torch.equal(v, method.backbone.state_dict()[k]) for k, v in stats.items())
+    method.eval()
+    assert isinstance(method(x), torch.Tensor)

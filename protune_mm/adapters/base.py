@@ -60,6 +60,11 @@ class BackboneAdapter:
 
     #: family name used in messages and reports.
     family = 'image backbone'
+    #: the backbone's own ``training`` flag picks which features it returns
+    #: (PIDNet, DDRNet: auxiliary outputs for the training losses), not how it
+    #: computes: the method gives that one flag the wrapper's mode, while every
+    #: submodule stays in eval (BatchNorm statistics, dropout frozen).
+    mode_selects_outputs = False
 
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone

@@ -214,6 +214,8 @@ class PromptMethod(BaseModule):
     def train(self, mode: bool = True):
         super().train(mode)
         self.backbone.eval()
+        if self.adapter.mode_selects_outputs:
+            self.backbone.training = mode
         return self
 
     def forward(self, x):
