@@ -14,7 +14,7 @@ from ..registry import MODELS
 from .base import PromptMethod
 
 
-SE_ACTIVATIONS = {'silu': nn.functional.silu, 'relu': torch.relu}
+SE_ACTIVATIONS = {'silu': nn.SiLU, 'relu': nn.ReLU}
 
 
 class SqueezeExcite(nn.Module):
@@ -33,7 +33,7 @@ class SqueezeExcite(nn.Module):
         hidden = max(8, channels // ratio)
         self.reduce = nn.Conv2d(channels, hidden, 1)
         self.expand = nn.Conv2d(hidden, channels, 1)
-        self.act = SE_ACTIVATIONS[act]
+        self.act = SE_ACTIVATIONS[act]()
 
     def forward(self, x):
         gate = x.mean((2, 3), keepdim=True)
