@@ -77,7 +77,7 @@ model = dict(backbone=dict(type='CheckToyNet',
     out = tmp_path / 'result.json'
     tool = load_tool('check_backbones')
     rc = tool.main([STOCK, same, no_backbone, broken, toy, '--max-size', '256',
-                    '--out', str(out)])
+                    '--jobs', '1', '--out', str(out)])
     printed = capsys.readouterr().out
     assert rc == 1  # the toy fails ProTune
 
@@ -121,6 +121,19 @@ model = dict(backbone=dict(type='CheckToyNet',
     failing = lines[lines.index('Failing configs (1):') + 1]
     assert failing.startswith(f'{toy} [mmdet.CheckToyNet]: protune: TypeError: no stages')
     assert f'  {broken}: ImportError: Failed to import custom modules' in printed
+    assert result['jobs'] == 1 and result['cpu_seconds'] > 0
+
+    # Two worker processes side by side: the same results, in the same order.
+    out2 = tmp_path / 'result2.json'
+    assert tool.main([STOCK, same, no_backbone, broken, toy, '--max-size', '256',
+                      '--jobs', '2', '--out', str(out2)]) == 1
+    parallel = json.loads(out2.read_text())
+    assert parallel['jobs'] == 2 and parallel['summary'] == result['summary']
+    assert parallel['configs'] == configs
+    for a, b in zip(parallel['backbones'], backbones):
+        assert (a['id'], a['size'], a['error']) == (b['id'], b['size'], b['error'])
+        assert {m: (r['ok'], r['failures']) for m, r in a['methods'].items()} == \
+            {m: (r['ok'], r['failures']) for m, r in b['methods'].items()}
 
 
 def test_bare_backbone_that_never_runs(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Check every method on the backbones of stock (or given) configs.
 
     python tools/check_backbones.py [CONFIG ...] [--methods frozen protune vpt]
-        [--size 64] [--max-size 512] [--timeout 300] [--threads 1] [--out FILE]
+        [--size 64] [--max-size 512] [--timeout 300] [--threads 1] [--jobs N]
+        [--out FILE]
 
 Without CONFIG: every stock config of the installed mmdet and mmseg (their
 ``.mim/configs``, ``_base_`` folders left out). A CONFIG is a file or
@@ -18,7 +19,9 @@ BN, the same computation in the frozen eval mode on one process), and each
   defaults) goes through ``protune_mm.check.check_method``: identity at init,
   gradients on every prompt, frozen tensors unchanged after optimizer steps.
 
-The result applies to every config using that backbone. Printed: a progress line
+Unique backbones are checked by ``--jobs`` worker processes side by side (one
+torch thread each by default). The result applies to every config using that
+backbone. Printed: a progress line
 per unique backbone, a table by backbone type (configs, share passing per
 method), every failing config with the reason; written: the JSON (``--out``).
 Exit code 1 if a checked backbone failed a method, else 0.
@@ -28,9 +31,12 @@ import copy
 import gc
 import glob
 import json
+import os
 import os.path as osp
+import queue
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -73,12 +79,17 @@ def parse_args(argv=None):
                         help='torch CPU threads; 1 by default: on a shared 2-core '
                         'machine two threads took 6x the CPU time of one (measured, '
                         'threads spinning while the other core was busy)')
+    parser.add_argument('--jobs', type=int, default=min(4, os.cpu_count() or 1),
+                        help='worker processes checking backbones side by side '
+                        '(default: the CPU count, at most 4)')
     parser.add_argument('--out', default='work_dirs/check_backbones.json',
                         help='JSON results (written atomically)')
     args = parser.parse_args(argv)
     if args.size < 1 or args.max_size < args.size:
         parser.error(f'--size must be >= 1 and --max-size >= --size, got --size '
                      f'{args.size} --max-size {args.max_size}')
+    if args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.threads < 1:
         parser.error(f'--threads must be >= 1, got {args.threads}')
     if args.timeout < 0:
@@ -289,12 +300,13 @@ def _worker(conn, threads: int, timeout: float) -> None:
         job = conn.recv()
         if job is None:
             return
+        cpu = time.process_time()
         try:
             with _time_limit(timeout), _quiet_log():
                 check_backbone(*job, report=lambda *msg: conn.send(msg))
         except TimeoutError as e:
             conn.send(('timeout', _reason(e)))
-        conn.send(('done', ))
+        conn.send(('done', round(time.process_time() - cpu, 2)))
 
 
 class _Checker:
@@ -366,6 +378,7 @@ class _Checker:
                         entry['methods'].setdefault(
                             m, dict(ok=False, failures=[payload[0]], trainable=None))
                 elif kind == 'done':
+                    entry['cpu_seconds'] = entry.get('cpu_seconds', 0) + payload[0]
                     break
             if entry['error']:
                 return
@@ -406,9 +419,9 @@ def _log(line: str) -> None:
 
 
 def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 512,
-          timeout: float = 300, threads: int = 1, log=_log) -> dict:
-    """Check ``methods`` on the backbones of the configs ``names``; the results as
-    written to the JSON."""
+          timeout: float = 300, threads: int = 1, log=_log, jobs: int = 1) -> dict:
+    """Check ``methods`` on the backbones of the configs ``names``, in ``jobs``
+    worker processes; the results as written to the JSON."""
     start = time.perf_counter()
     configs: Dict[str, dict] = OrderedDict()
     unique: Dict[str, dict] = OrderedDict()
@@ -427,28 +440,52 @@ def sweep(names: List[str], methods: List[str], size: int = 64, max_size: int = 
         f'{_clock(time.perf_counter() - start)}; {len(unique)} unique backbones, '
         f'methods {", ".join(methods)}, input {size} px (up to {max_size})')
 
-    checker = _Checker(threads, timeout)
-    for n, entry in enumerate(unique.values(), 1):
-        t0 = time.perf_counter()
-        checker.check(entry, methods, size, max_size)
-        entry['seconds'] = round(time.perf_counter() - t0, 2)
-        if entry['error']:
-            what = entry['error']
-        else:
-            what = ', '.join(f"{m} {'ok' if r['ok'] else 'FAILED'}"
-                             for m, r in entry['methods'].items())
-            what = f"{entry['size']} px: {what}"
-        log(f"[{n}/{len(unique)}] {entry['type']} ({len(entry['configs'])} configs) "
-            f"{what}  {entry['seconds']:.1f} s, elapsed "
-            f'{_clock(time.perf_counter() - start)}')
+    # One worker process per job, each fed by a parent thread (which only waits on
+    # its pipe); results land in the entries, so the order of the JSON is fixed.
+    entries = queue.Queue()
+    for entry in unique.values():
+        entries.put(entry)
+    done, lock = [0], threading.Lock()
 
-    checker.close()
+    def run_jobs():
+        checker = _Checker(threads, timeout)
+        try:
+            while True:
+                try:
+                    entry = entries.get_nowait()
+                except queue.Empty:
+                    return
+                t0 = time.perf_counter()
+                checker.check(entry, methods, size, max_size)
+                entry['seconds'] = round(time.perf_counter() - t0, 2)
+                if entry['error']:
+                    what = entry['error']
+                else:
+                    what = ', '.join(f"{m} {'ok' if r['ok'] else 'FAILED'}"
+                                     for m, r in entry['methods'].items())
+                    what = f"{entry['size']} px: {what}"
+                with lock:
+                    done[0] += 1
+                    log(f"[{done[0]}/{len(unique)}] {entry['type']} "
+                        f"({len(entry['configs'])} configs) {what}  "
+                        f"{entry['seconds']:.1f} s, elapsed "
+                        f'{_clock(time.perf_counter() - start)}')
+        finally:
+            checker.close()
+
+    workers = [threading.Thread(target=run_jobs, daemon=True)
+               for _ in range(max(1, min(jobs, len(unique))))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
     backbones = list(unique.values())
     for name, c in configs.items():
         if c['status'] == CHECKED and backbones[c['backbone']]['error']:
             c.update(status=NOT_BUILT, reason=backbones[c['backbone']]['error'])
     return dict(methods=methods, size=size, max_size=max_size, timeout=timeout,
-                seconds=round(time.perf_counter() - start, 1),
+                jobs=jobs, seconds=round(time.perf_counter() - start, 1),
+                cpu_seconds=round(sum(b.get('cpu_seconds', 0) for b in backbones), 1),
                 summary=summarise(configs, backbones, methods),
                 configs=configs, backbones=backbones)
 
@@ -547,7 +584,7 @@ def main(argv=None) -> int:
     from protune_mm.fileio import write_json
     names = args.configs or stock_configs()
     result = sweep(names, args.methods, args.size, args.max_size, args.timeout,
-                   args.threads)
+                   args.threads, jobs=args.jobs)
     result['threads'] = args.threads
     result['command'] = ' '.join(['tools/check_backbones.py'] + list(
         argv if argv is not None else sys.argv[1:]))
@@ -558,7 +595,8 @@ def main(argv=None) -> int:
     s = result['summary']
     print(f"\n{s['configs']} configs: {s['checked']} checked, " + ', '.join(
         f"{s[status.replace(' ', '_')]} {said}" for status, said in SAID.items()) +
-        f"; {len(result['backbones'])} unique backbones in {_clock(result['seconds'])}")
+        f"; {len(result['backbones'])} unique backbones in {_clock(result['seconds'])} "
+        f"({_clock(result['cpu_seconds'])} of CPU time, {args.jobs} jobs)")
     print('passing (of checked): ' + ', '.join(
         f"{m} {s['passing'][m]}/{s['checked']} ({_share(s['passing'][m], s['checked'])})"
         for m in args.methods))
