@@ -264,17 +264,19 @@ def test_pad_prompts_keep_features_aligned_with_the_image(h, w):
     in the bare backbone (one cell off would move the peak), in maps of the
     bare backbone's sizes, also for sides that are no multiple of 32."""
     vpt, bare = vpt_and_bare(R18, num_tokens=5, pad_base=64)
+    box = (slice(100, 140), slice(150, 190))
+    assert object_peaks(vpt, h, w, box) == object_peaks(bare, h, w, box)
+
+
+def object_peaks(net, h, w, box):
+    """(shape, cell of the largest response) of each output to a bright square at
+    ``box`` (rows, cols) on a black h x w image."""
     background = torch.zeros(1, 3, h, w)
     scene = background.clone()
-    scene[:, :, 100:140, 150:190] = 3.0
-
-    def peaks(net):
-        with torch.no_grad():
-            responses = [(a - b).norm(dim=1)[0]
-                         for a, b in zip(net(scene), net(background))]
-        return [(tuple(r.shape), divmod(int(r.argmax()), r.shape[1])) for r in responses]
-
-    assert peaks(vpt) == peaks(bare)
+    scene[:, :, box[0], box[1]] = 3.0
+    with torch.no_grad():
+        responses = [(a - b).norm(dim=1)[0] for a, b in zip(net(scene), net(background))]
+    return [(tuple(r.shape), divmod(int(r.argmax()), r.shape[1])) for r in responses]
 
 
 class OffByOneStride(nn.Module):
@@ -312,19 +314,11 @@ def test_pad_prompts_crop_an_output_one_cell_off_its_stride(h, w):
     bare = OffByOneStride()
     bare.load_state_dict(vpt.backbone.state_dict())
     assert vpt.pad_align == 16
-    background = torch.zeros(1, 3, h, w)
-    scene = background.clone()
-    scene[:, :, 40:72, 48:80] = 3.0
-
-    def peaks(net):
-        with torch.no_grad():
-            responses = [(a - b).norm(dim=1)[0]
-                         for a, b in zip(net(scene), net(background))]
-        return [(tuple(r.shape), divmod(int(r.argmax()), r.shape[1])) for r in responses]
-
+    box = (slice(40, 72), slice(48, 80))
     with pytest.warns(UserWarning, match='no image regions bound'):
-        got = peaks(vpt)
-    assert got == peaks(bare) and got[1][0] == (h // 16 + 1, w // 16 + 1)
+        got = object_peaks(vpt, h, w, box)
+    assert got == object_peaks(bare, h, w, box)
+    assert got[1][0] == (h // 16 + 1, w // 16 + 1)
 
 
 def test_pad_prompts_surround_each_image_of_a_padded_batch():
