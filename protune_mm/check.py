@@ -56,27 +56,31 @@ def _eval_features(model, x) -> List[torch.Tensor]:
 def calibrate_batchnorm(model: torch.nn.Module, input_shape: Sequence[int],
                         batches: int = 2) -> int:
     """Set the running statistics of every BatchNorm in ``model`` to the mean
-    over ``batches`` random inputs of ``input_shape`` (at least 2 images each, so
-    a 1x1 map still has two values); every other module stays in eval mode.
-    Returns the number of BatchNorm layers set."""
+    over ``batches`` random inputs of ``input_shape`` (at least 8 images each: the
+    statistics of a 1x1 map from 2 images left HourglassNet's features at 1e8);
+    every other module stays in eval mode. Returns the number of BatchNorm layers
+    set."""
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)
              and m.track_running_stats]
     if not norms:
         return 0
-    momenta = [m.momentum for m in norms]
+    saved = [(m.momentum, m.eps) for m in norms]
     model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the calibration batches
+        # Training-mode batch norm refuses eps=0 (NAS-FCOS's caffe ResNet has it);
+        # eps does not enter the statistics, only this pass's outputs.
+        m.eps = max(m.eps, 1e-5)
         m.train()
-    shape = (max(2, input_shape[0]), *input_shape[1:])
+    shape = (max(8, input_shape[0]), *input_shape[1:])
     try:
         with torch.no_grad():
             for _ in range(batches):
                 model(torch.randn(*shape))
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
+        for m, (momentum, eps) in zip(norms, saved):
+            m.momentum, m.eps = momentum, eps
         model.eval()
     return len(norms)
 

@@ -292,16 +292,32 @@ class OffByOneStride(nn.Module):
         return self.s8(x), self.s16(x)
 
 
-def test_pad_align_defaults_to_the_largest_output_stride():
-    """Probed at construction: 32 for ResNet, 8 for a dilated ResNetV1c (a
-    cheaper border), 8 when only the first two ResNet stages are returned."""
-    pytest.importorskip('mmseg')
-    dilated = dict(type='mmseg.ResNetV1c', depth=18, dilations=(1, 1, 2, 4),
-                   strides=(1, 2, 1, 1))
-    for cfg, align in [(R18, 32), (dilated, 8), (dict(R18, out_indices=(0, 1)), 8)]:
+class Stride64(nn.Module):
+    """Outputs at strides 32 and 64, as RTMDet-P6's."""
+
+    def __init__(self):
+        super().__init__()
+        self.s32 = nn.Conv2d(3, 4, 32, stride=32)
+        self.s64 = nn.Conv2d(3, 4, 64, stride=64)
+
+    def forward(self, x):
+        return self.s32(x), self.s64(x)
+
+
+def test_pad_align_is_32_or_the_largest_output_stride():
+    """32 by default, even when the outputs stop at stride 8 (the backbone may
+    downsample further inside); the largest output stride where that is larger,
+    probed at construction; an explicit value wins."""
+    MODELS.register_module('Stride64', module=Stride64, force=True)
+    p6 = dict(type='protune_mm.Stride64')
+    for cfg, align in [(R18, 32), (dict(R18, out_indices=(0, 1)), 32), (p6, 64)]:
         vpt = VPT(backbone=cfg, num_tokens=4)
         assert vpt.pad_align == vpt.method_config()['pad_align'] == align
-        assert VPT(backbone=cfg, num_tokens=4, pad_align=64).pad_align == 64
+        assert VPT(backbone=cfg, num_tokens=4, pad_align=128).pad_align == 128
+    vpt = VPT(backbone=p6, num_tokens=4)
+    with pytest.warns(UserWarning, match='no image regions bound'):
+        outs = vpt(image(h=128, w=192))
+    assert [tuple(o.shape[-2:]) for o in outs] == [(4, 6), (2, 3)]
 
 
 @pytest.mark.parametrize('h, w', [(128, 128), (96, 160)])
@@ -313,7 +329,7 @@ def test_pad_prompts_crop_an_output_one_cell_off_its_stride(h, w):
     vpt = VPT(backbone=dict(type='protune_mm.OffByOneStride'), num_tokens=3, pad_base=32)
     bare = OffByOneStride()
     bare.load_state_dict(vpt.backbone.state_dict())
-    assert vpt.pad_align == 16
+    assert vpt.pad_align == 32
     box = (slice(40, 72), slice(48, 80))
     with pytest.warns(UserWarning, match='no image regions bound'):
         got = object_peaks(vpt, h, w, box)

@@ -77,9 +77,12 @@ class VPT(PromptMethod):
         pad_align (int, optional): pad prompts: the image sits at an offset
             that is the smallest multiple of this holding the prompts, so every
             output stride that divides it keeps whole cells (outputs are cropped
-            back). Default: the backbone's largest output stride, found by one
-            probe forward at construction (32 for ResNet, 8 for a dilated
-            ResNetV1c, 64 for RTMDet-P6).
+            back). Default: 32, or the backbone's largest output stride where
+            that is larger (64 for RTMDet-P6), found by one probe forward at
+            construction. Not smaller by default: backbones may downsample
+            inside beyond their outputs (ERFNet: 1/8 inside, outputs at 1/2), and
+            the border must be whole cells there too. A dilated ResNetV1c (every
+            stride at most 8) is exact with 8, a cheaper border.
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
     """
     method = 'vpt'
@@ -143,7 +146,7 @@ class VPT(PromptMethod):
         self.num_tokens, self.deep = num_tokens, deep
         if self.mechanism == 'pad' and num_tokens and pad_align is None:
             from .vpt_pad import largest_stride
-            pad_align = largest_stride(self.backbone)
+            pad_align = max(32, largest_stride(self.backbone))
         self.pad_base, self.pad_align = pad_base, pad_align
         self.resolve_config(deep=deep, location=location, dropout=dropout,
                             pad_align=pad_align)

@@ -6,8 +6,8 @@ They act on the input alone, so they fit any image backbone.
 
 For dense prediction the features must stay aligned with the image. The image is
 placed at an offset ``border``, the smallest multiple of ``pad_align`` (default:
-the backbone's largest output stride, probed once at construction) that holds
-the prompts; between the prompts and the canvas edge is the pad value 0, as in
+32, or the backbone's largest output stride where larger, probed once at
+construction) that holds the prompts; between the prompts and the canvas edge is the pad value 0, as in
 mmdet/mmseg's batch padding. Every output whose stride divides ``border`` then
 has whole cells of border on each side, and is cropped back to the bare
 backbone's cells: same shapes, same alignment. The backbone computes on
