@@ -269,6 +269,7 @@ def test_variants_parse_and_bad_ones_name_the_entry():
             ('vpt:per_block=True', r'per_block=True/False is a protune option'),
             ('protune:lp_iters=5', r'lp_iters=N .* is a full option'),
             ('full:hidden_ratio=0.5', r"full has no wrapper.*\['hidden_ratio'\]"),
+            ('protune:backbone_lr=0.1', r'backbone_lr needs a trained backbone'),
             ('protune:lr=1,lr=2', r'lr given twice')]:
         with pytest.raises(ValueError, match=match):
             study_tool.parse_args(['--methods', spec])
@@ -296,7 +297,7 @@ def test_prompt_lr_gives_the_prompts_their_own_schedule(monkeypatch):
     monkeypatch.setattr(study_tool, 'log', lambda msg: None)
     args = study_tool.parse_args(['--batch', '1', '--log-interval', '100'])
     split = (np.zeros((4, 1)), None)
-    study_tool.train(Model(), split, args, 40, 0.01, 0, 'x', prompt_lr=0.03)
+    study_tool.train(Model(), split, args, 40, 0.01, 0, 'x', side_lr=0.03)
     assert seen[10] == pytest.approx([study_tool.lr_at(10, 40, 0.01),
                                       study_tool.lr_at(10, 40, 0.03)])
 

@@ -90,6 +90,8 @@ STUDY_OPTIONS = {
     'lr': 'task B learning rate of this variant (instead of --lr/--method-lr)',
     'prompt_lr': 'learning rate of the backbone-side parameters (prompts); the '
                  'head keeps the method lr',
+    'backbone_lr': 'full fine-tuning: peak learning rate of the backbone; the head '
+                   'keeps the method lr (a discriminative lr)',
     'per_block': 'Pro-tuning on ResNet: a block before every residual block '
                  '(stage_modules) instead of one per stage',
     'lp_iters': 'full fine-tuning after a linear probe (LP-FT): this many '
@@ -151,7 +153,7 @@ def check_variant(spec: str) -> Variant:
                          f'{list(METHODS)} (optionally NAME:key=value,...)')
     options = variant.options
     wrapper = METHODS[variant.name][1]
-    for key in ('lr', 'prompt_lr'):
+    for key in ('lr', 'prompt_lr', 'backbone_lr'):
         if key in options and not (isinstance(options[key], (int, float))
                                    and not isinstance(options[key], bool)
                                    and math.isfinite(options[key]) and options[key] > 0):
@@ -166,10 +168,14 @@ def check_variant(spec: str) -> Variant:
         raise ValueError(f'--methods {spec!r}: lp_iters=N (N >= 1) is a full option')
     if 'prompt_lr' in options and variant.name not in ('protune', 'vpt'):
         raise ValueError(f'--methods {spec!r}: prompt_lr needs prompts (protune, vpt)')
+    if 'backbone_lr' in options and variant.name not in ('full', 'scratch'):
+        raise ValueError(f'--methods {spec!r}: backbone_lr needs a trained backbone '
+                         '(full, scratch)')
     wrapper_keys = [k for k in options if k not in STUDY_OPTIONS]
     if wrapper_keys and wrapper is None:
         raise ValueError(f'--methods {spec!r}: {variant.name} has no wrapper; its '
-                         f"options are ['lr', 'lp_iters'], got {wrapper_keys}")
+                         f"options are ['lr', 'backbone_lr', 'lp_iters'], got "
+                         f'{wrapper_keys}')
     return variant
 
 
@@ -475,16 +481,17 @@ def _scalar(value) -> float:
 
 
 def train(model, split, args, iters: int, base_lr: float, seed: int, tag: str,
-          prompt_lr: Optional[float] = None) -> float:
+          side_lr: Optional[float] = None) -> float:
     """Plain loop over ``model.train_step`` with AdamW on the trainable params;
-    ``prompt_lr``: the backbone-side ones (prompts) at that peak lr instead."""
+    ``side_lr``: the backbone-side ones (prompts, or a fine-tuned backbone) at that
+    peak lr instead."""
     from mmengine.optim import OptimWrapper
-    side = {id(p) for p in model.backbone.parameters()} if prompt_lr else set()
+    side = {id(p) for p in model.backbone.parameters()} if side_lr else set()
     groups = [dict(params=[p for p in model.parameters()
                            if p.requires_grad and id(p) not in side], base=base_lr)]
-    if prompt_lr:
+    if side_lr:
         groups.append(dict(params=[p for p in model.backbone.parameters()
-                                   if p.requires_grad], base=prompt_lr))
+                                   if p.requires_grad], base=side_lr))
     optim = OptimWrapper(torch.optim.AdamW([g for g in groups if g['params']],
                                            lr=base_lr, weight_decay=0.0))
     batches = data_order(len(split[0]), iters, args.batch, seed)
@@ -734,9 +741,10 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
     log(f'{tag}: {label}, trainable {counts["trainable"]:,} (backbone side '
         f'{counts["backbone_side_trainable"]:,}, head {counts["head_trainable"]:,})')
     lr = method_lr(args, method)
-    prompt_lr = variant.options.get('prompt_lr')
+    # The backbone side's own peak lr: the prompts', or a fine-tuned backbone's.
+    side_lr = variant.options.get('prompt_lr', variant.options.get('backbone_lr'))
     seconds = lp_seconds + train(model, data_b['train'], args, args.iters, lr, seed,
-                                 tag, prompt_lr)
+                                 tag, side_lr)
     frozen_check = None
     if name in FROZEN_METHODS:
         n = check_equal(inner_backbone(model, name), reference,
@@ -752,7 +760,7 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
     log(f'{tag}: task B val mIoU {result["mIoU"]:.2f}, aAcc {result["aAcc"]:.2f} '
         f'({seconds:.0f}s)' + (f'; frozen backbone {frozen_check}' if frozen_check else ''))
     return dict(result, counts=counts, frozen_check=frozen_check, time_s=round(seconds, 1),
-                backbone_cfg=cfg, lr=lr, prompt_lr=prompt_lr)
+                backbone_cfg=cfg, lr=lr, backbone_side_lr=side_lr)
 
 
 def _stats(values, digits: int = 2) -> dict:
@@ -774,7 +782,7 @@ def summarise(runs: dict, seeds) -> OrderedDict:
                       per_seed={str(s): per_seed[s]['aAcc'] for s in seeds}),
             per_class_IoU={str(s): per_seed[s]['per_class_IoU'] for s in seeds},
             lr=first['lr'],
-            prompt_lr=first.get('prompt_lr'),
+            backbone_side_lr=first.get('backbone_side_lr'),
             trainable=first['counts'],
             frozen_check=first['frozen_check'],
             time_s={str(s): per_seed[s]['time_s'] for s in seeds})
