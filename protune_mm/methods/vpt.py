@@ -108,8 +108,9 @@ class VPT(PromptMethod):
             raise ValueError(f'VPT.pad_base must be a positive int, got {pad_base!r}')
         if pad_align is not None and (isinstance(pad_align, bool) or not isinstance(
                 pad_align, int) or pad_align < 1):
-            raise ValueError(f'VPT.pad_align must be a positive int or None (the '
-                             f"backbone's largest output stride), got {pad_align!r}")
+            raise ValueError(f'VPT.pad_align must be a positive int or None (32, or '
+                             "the backbone's largest output stride where larger), got "
+                             f'{pad_align!r}')
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
                          memory_efficient=memory_efficient)
         adapter = self.adapter

@@ -7,11 +7,11 @@ They act on the input alone, so they fit any image backbone.
 For dense prediction the features must stay aligned with the image. The image is
 placed at an offset ``border``, the smallest multiple of ``pad_align`` (default:
 32, or the backbone's largest output stride where larger, probed once at
-construction) that holds the prompts; between the prompts and the canvas edge is the pad value 0, as in
-mmdet/mmseg's batch padding. Every output whose stride divides ``border`` then
-has whole cells of border on each side, and is cropped back to the bare
-backbone's cells: same shapes, same alignment. The backbone computes on
-``(H + 2 * border) x (W + 2 * border)`` pixels.
+construction) that holds the prompts; between the prompts and the canvas edge is
+the pad value 0, as in mmdet/mmseg's batch padding. Every output whose stride
+divides ``border`` then has whole cells of border on each side, and is cropped
+back to the bare backbone's cells: same shapes, same alignment. The backbone
+computes on ``(H + 2 * border) x (W + 2 * border)`` pixels.
 
 In a batch padded to a common shape, each image's prompts surround its own region
 (its ``img_shape``), not the batch tensor: :func:`bind_image_regions` passes the
