@@ -753,7 +753,7 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
     result = evaluate(model, data_b)
     if args.robustness:
         result['robustness'] = evaluate_corrupted(model, data_b, result, args, tag)
-    atomic_save(dict(meta=dict(method=method, backbone=backbone, seed=seed,
+    atomic_save(dict(meta=dict(method=str(method), backbone=backbone, seed=seed,
                                pretrained=checkpoint),
                      state_dict=model.state_dict()),
                 osp.join(work_dir, f'{variant.slug}_seed{seed}.pth'))
