@@ -324,3 +324,48 @@ def test_data_scale_and_pretraining_reuse(tmp_path):
     changed = study_tool.main(common + ['--methods', 'frozen', '--iters-pretrain', '5',
                                         '--out', str(tmp_path / 'c.json')])
     assert 'reused' not in changed['results']['resnet']['pretrain']
+
+
+def test_eval_train_adds_train_miou_and_keeps_the_numbers(tmp_path):
+    """--eval-train scores each adapted model on the task B images it trained on;
+    every other number of the study is unchanged."""
+    common = TINY[:-2] + ['--backbones', 'resnet', '--methods', 'frozen', 'protune',
+                          '--work-dir', str(tmp_path / 'w')]
+    plain = study_tool.main(common + ['--out', str(tmp_path / 'a.json')])
+    scored = study_tool.main(common + ['--eval-train', '--out', str(tmp_path / 'b.json')])
+    assert scored['settings']['eval_train'] and '--eval-train' in scored['command']
+    assert 'train mIoU' in scored['table'][0] and 'train mIoU' not in plain['table'][0]
+    for method in ('frozen', 'protune'):
+        a = plain['results']['resnet']['methods'][method]
+        b = scored['results']['resnet']['methods'][method]
+        assert 'train_mIoU' not in a
+        assert a['mIoU'] == b['mIoU'] and a['aAcc'] == b['aAcc']
+        assert 0 <= b['train_mIoU']['per_seed']['0'] <= 100
+
+
+def test_evaluate_scores_the_first_images_of_a_split():
+    """evaluate(model, data, 'train', n) scores the first n images of that split
+    only: a model right on images 0-1 and wrong on 2-3 gets 100 mIoU on the first
+    two and less on all four."""
+    from mmengine.structures import PixelData
+    images = np.arange(4, dtype=np.uint8)[:, None, None, None].repeat(8, 1) \
+        .repeat(8, 2).repeat(3, 3)  # image i is all i
+    labels = np.zeros((4, 8, 8), np.uint8)
+    labels[:, :4] = 1  # two classes in every image
+
+    class Model(torch.nn.Module):
+        def val_step(self, batch):
+            out = []
+            for image, sample in zip(batch['inputs'], batch['data_samples']):
+                pred = sample.gt_sem_seg.data.clone()
+                if image.max() >= 2:
+                    pred = 1 - pred
+                sample.pred_sem_seg = PixelData(data=pred)
+                out.append(sample)
+            return out
+
+    data = dict(train=(images, labels), val=(images, labels), classes=('a', 'b'))
+    model = Model()
+    assert study_tool.evaluate(model, data, 'train', 2)['mIoU'] == 100.0
+    assert study_tool.evaluate(model, data, 'train', 10)['mIoU'] < 50
+    assert study_tool.evaluate(model, data)['mIoU'] < 50

@@ -522,8 +522,9 @@ def train(model, split, args, iters: int, base_lr: float, seed: int, tag: str,
     return time.perf_counter() - start
 
 
-def evaluate(model, data) -> dict:
-    """mIoU / aAcc (%) on the val split with mmseg's IoUMetric via model.val_step."""
+def evaluate(model, data, split: str = 'val', num: Optional[int] = None) -> dict:
+    """mIoU / aAcc (%) on a split (its first ``num`` images) with mmseg's IoUMetric
+    via model.val_step."""
     from mmengine.evaluator import Evaluator
     from mmengine.logging import MMLogger
     from mmseg.evaluation import IoUMetric
@@ -531,8 +532,8 @@ def evaluate(model, data) -> dict:
     evaluator = Evaluator([metric])
     evaluator.dataset_meta = dict(classes=data['classes'])
     model.eval()
-    split = data['val']
-    num = len(split[0])
+    split = data[split]
+    num = len(split[0]) if num is None else min(num, len(split[0]))
     with torch.no_grad():
         for start in range(0, num, EVAL_BATCH):
             batch = make_batch(split, range(start, min(num, start + EVAL_BATCH)))
@@ -751,14 +752,21 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
                         f'{tag}: frozen backbone after training')
         frozen_check = f'bit-identical to the checkpoint ({n} tensors)'
     result = evaluate(model, data_b)
+    if args.eval_train:
+        # The images it trained on (at most --num-val of them): with the val
+        # figure, the gap tells overfitting from underfitting.
+        result['train'] = evaluate(model, data_b, 'train', args.num_val)
     if args.robustness:
         result['robustness'] = evaluate_corrupted(model, data_b, result, args, tag)
     atomic_save(dict(meta=dict(method=str(method), backbone=backbone, seed=seed,
                                pretrained=checkpoint),
                      state_dict=model.state_dict()),
                 osp.join(work_dir, f'{variant.slug}_seed{seed}.pth'))
-    log(f'{tag}: task B val mIoU {result["mIoU"]:.2f}, aAcc {result["aAcc"]:.2f} '
-        f'({seconds:.0f}s)' + (f'; frozen backbone {frozen_check}' if frozen_check else ''))
+    train_miou = (f', train mIoU {result["train"]["mIoU"]:.2f}' if args.eval_train
+                  else '')
+    log(f'{tag}: task B val mIoU {result["mIoU"]:.2f}, aAcc {result["aAcc"]:.2f}'
+        f'{train_miou} ({seconds:.0f}s)'
+        + (f'; frozen backbone {frozen_check}' if frozen_check else ''))
     return dict(result, counts=counts, frozen_check=frozen_check, time_s=round(seconds, 1),
                 backbone_cfg=cfg, lr=lr, backbone_side_lr=side_lr)
 
@@ -786,6 +794,10 @@ def summarise(runs: dict, seeds) -> OrderedDict:
             trainable=first['counts'],
             frozen_check=first['frozen_check'],
             time_s={str(s): per_seed[s]['time_s'] for s in seeds})
+        if 'train' in first:
+            entry['train_mIoU'] = dict(
+                _stats([per_seed[s]['train']['mIoU'] for s in seeds]),
+                per_seed={str(s): per_seed[s]['train']['mIoU'] for s in seeds})
         if 'robustness' in first:
             rob = {s: per_seed[s]['robustness'] for s in seeds}
             entry['robustness'] = OrderedDict(
@@ -811,6 +823,10 @@ def format_table(results: dict, seeds) -> str:
     w = _label_width(results)
     head = (f"{'backbone':<8} {'method':<{w}} {'lr':>7} {'mIoU mean±sd':>13}  {'mIoU per seed':<20}"
             f"{'aAcc':>6} {'trainable':>10} {'backbone-side':>13} {'gain vs head-only':>18}")
+    with_train = any('train_mIoU' in m for res in results.values()
+                     for m in res['methods'].values())
+    if with_train:
+        head += f" {'train mIoU':>11}"
     lines = [head, '-' * len(head)]
     for backbone, res in results.items():
         pre = res['pretrain']
@@ -827,7 +843,8 @@ def format_table(results: dict, seeds) -> str:
                 f"{backbone:<8} {m['label']:<{w}} {m['lr']:>7.0e} "
                 f"{m['mIoU']['mean']:>7.2f}±{m['mIoU']['std']:<5.2f}  {per_seed:<20}"
                 f"{m['aAcc']['mean']:>6.2f} {t['trainable']:>10,} "
-                f"{t['backbone_side_trainable']:>13,} {gain:>18}")
+                f"{t['backbone_side_trainable']:>13,} {gain:>18}"
+                + (f" {m['train_mIoU']['mean']:>11.2f}" if with_train else ''))
     return '\n'.join(lines)
 
 
@@ -867,6 +884,7 @@ def reproduce_command(args) -> str:
              '--num-train', str(args.num_train),
              *(['--num-train-b', str(args.num_train_b)] if args.num_train_b else []),
              '--num-val', str(args.num_val),
+             *(['--eval-train'] if args.eval_train else []),
              *(['--robustness', '--corruptions', *args.corruptions,
                 '--severities', *map(str, args.severities),
                 '--corruption-seed', str(args.corruption_seed)]
@@ -931,7 +949,8 @@ def run(args) -> dict:
             iters=args.iters, lr=args.lr, batch=args.batch,
             size=args.size, seeds=args.seeds, num_train=args.num_train,
             num_train_b=num_train_b(args),
-            num_val=args.num_val, pretrain_seed=PRETRAIN_SEED,
+            num_val=args.num_val, eval_train=args.eval_train,
+            pretrain_seed=PRETRAIN_SEED,
             method_lr={m: method_lr(args, m) for m in args.methods},
             optimizer=f'AdamW(lr={args.lr}, weight_decay=0) on trainable parameters '
                       'only; the same lr for every method but those in --method-lr',
@@ -1014,6 +1033,10 @@ def parse_args(argv=None):
                         '--num-train')
     parser.add_argument('--num-val', type=_positive('--num-val'), default=200,
                         help='val images per task')
+    parser.add_argument('--eval-train', action='store_true',
+                        help='also evaluate every adapted model on the task B images it '
+                        'trained on (the first --num-val of them): train mIoU, for '
+                        'telling overfitting from underfitting')
     parser.add_argument('--robustness', action='store_true',
                         help='also evaluate every adapted model on corrupted task B '
                         'val images (tools/test_robustness.py\'s corruptions): clean '
