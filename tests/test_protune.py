@@ -482,3 +482,30 @@ def test_depthwise_conv_equals_the_stock_conv(kernel_size):
         grads.append((out.detach(), xi.grad, conv.weight.grad, conv.bias.grad))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_default_place_follows_the_family(tmp_path):
+    """place=None takes the adapter's protune_place: the stage output on a plain
+    ViT, the input on ResNet and on named stage modules; the resolved place is
+    recorded, so a pack of a ViT prompted at its inputs is refused by a default
+    ViT (naming the option) and taken by one built with place='input'."""
+    from protune_mm.checkpoint import pack as pp
+    resnet, vit = ProTune(backbone=R18), ProTune(backbone=TINY_VIT)
+    assert resnet.place == resnet.method_config()['place'] == 'input'
+    assert vit.place == vit.method_config()['place'] == 'output'
+    assert ProTune(backbone=TINY_VIT, place='input').method_config()['place'] == 'input'
+    named = ProTune(backbone=R18, stage_modules=['layer1', 'layer2'])
+    assert named.method_config()['place'] == 'input'
+
+    old = randomise(ProTune(backbone=TINY_VIT, place='input'), seed=3)
+    path = str(tmp_path / 'vit_input.safetensors')
+    pp.save_prompt_pack(pp.make_prompt_pack(old, 'prompts'), path)
+    default = ProTune(backbone=TINY_VIT)
+    default.load_state_dict(old.state_dict(), strict=False)  # same frozen weights
+    before = {k: v.clone() for k, v in default.state_dict().items()}
+    with pytest.raises(ValueError, match=r"place: pack 'input', model 'output'"):
+        pp.load_prompt_pack(default, path)
+    assert all(torch.equal(v, before[k]) for k, v in default.state_dict().items())
+    explicit = ProTune(backbone=TINY_VIT, place='input')
+    explicit.load_state_dict(old.state_dict(), strict=False)
+    assert pp.load_prompt_pack(explicit, path).frozen_match

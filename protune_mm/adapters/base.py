@@ -65,6 +65,10 @@ class BackboneAdapter:
     #: computes: the method gives that one flag the wrapper's mode, while every
     #: submodule stays in eval (BatchNorm statistics, dropout frozen).
     mode_selects_outputs = False
+    #: where a Pro-tuning block acts by default: on each stage's 'input' or
+    #: 'output'. The transfer study (README) measured the input better on ResNet
+    #: and the output better on a plain ViT; unmeasured families keep 'input'.
+    protune_place = 'input'
 
     def __init__(self, backbone: nn.Module):
         self.backbone = backbone

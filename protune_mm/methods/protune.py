@@ -95,8 +95,13 @@ class ProTune(PromptMethod):
             list of them. Widths and reachability come from one probe forward at
             construction (``adapters/modules.py``); a named module that reaches
             no returned feature is refused. ``stages`` then indexes this list.
-        place (str): 'input' (default; the block acts on the stage input) or
-            'output' (on the stage output, before any downsampling).
+        place (str, optional): 'input' (the block acts on the stage input) or
+            'output' (on the stage output, before any downsampling). Default: the
+            adapter's ``protune_place``, 'output' for plain ViTs (``TimmViT``,
+            mmseg ``VisionTransformer``, ``BEiT``, ``MAE``) and 'input' for every
+            other family and for ``stage_modules``; the transfer study measured
+            each the better on its family (README). The resolved place is
+            recorded in the method config (and packs).
         hidden_ratio (float): block width as a fraction of the stage width. 0.5
             keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
             <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
@@ -117,15 +122,16 @@ class ProTune(PromptMethod):
 
     def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
                  stage_modules: Optional[Sequence[str]] = None,
-                 place: str = 'input', hidden_ratio: float = 0.5,
+                 place: Optional[str] = None, hidden_ratio: float = 0.5,
                  kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
                  scale: str = 'channel', se_act: str = 'silu',
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None):
         # Cheap checks first, so a bad config fails before the backbone is built.
-        if place not in ('input', 'output'):
-            raise ValueError(f"ProTune.place must be 'input' or 'output', got {place!r}")
+        if place not in (None, 'input', 'output'):
+            raise ValueError(f"ProTune.place must be 'input' or 'output' (or None: "
+                             f"the backbone family's default), got {place!r}")
         if isinstance(hidden_ratio, bool) or not isinstance(hidden_ratio, (int, float)) \
                 or not hidden_ratio > 0:
             raise ValueError(f'ProTune.hidden_ratio must be a number > 0, got '
@@ -148,12 +154,14 @@ class ProTune(PromptMethod):
                     isinstance(n, str) and n for n in stage_modules):
                 raise TypeError('ProTune.stage_modules must be a list of module paths '
                                 f"such as ['layer1', 'stages.0'], got {stage_modules!r}")
+            place = place or ModuleStagesAdapter.protune_place
             adapter = functools.partial(ModuleStagesAdapter, names=stage_modules,
                                         place=place)
         super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
                          memory_efficient=memory_efficient, adapter=adapter)
         if stage_modules is None:  # recorded only when used: older packs match
             self._method_cfg.pop('stage_modules')
+        place = place or self.adapter.protune_place
         self._stages = self.adapter.stages()
         field = 'stages'
         if stages is None and stage_modules is not None:
@@ -161,7 +169,7 @@ class ProTune(PromptMethod):
             stages, field = list(range(len(self._stages))), 'stage_modules'
         self.stage_ids = self._select(stages, place, field)
         self.place = place
-        self.resolve_config(stages=self.stage_ids)
+        self.resolve_config(stages=self.stage_ids, place=place)
 
     def _select(self, stages, place: str, field: str = 'stages') -> list:
         num = len(self._stages)
