@@ -341,6 +341,10 @@ def test_eval_train_adds_train_miou_and_keeps_the_numbers(tmp_path):
         assert 'train_mIoU' not in a
         assert a['mIoU'] == b['mIoU'] and a['aAcc'] == b['aAcc']
         assert 0 <= b['train_mIoU']['per_seed']['0'] <= 100
+    # The resolved wrapper arguments are recorded (place: not given, resolved).
+    assert plain['results']['resnet']['methods']['frozen']['method_config'] == {}
+    assert plain['results']['resnet']['methods']['protune']['method_config']['place'] \
+        == 'input'
 
 
 def test_evaluate_scores_the_first_images_of_a_split():

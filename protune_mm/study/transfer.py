@@ -58,6 +58,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from protune_mm.fileio import atomic_write, write_json
+from protune_mm.methods.base import PromptMethod
 
 # ----------------------------------------------------------------------------------
 # Study settings
@@ -739,6 +740,10 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
         check_equal(inner_backbone(model, name), reference,
                     f'{tag}: backbone after loading {checkpoint}')
     counts = count_params(model, name)
+    # What the wrapper's arguments resolved to (ProTune's place follows the
+    # backbone family), so a JSON says what ran, whatever the defaults become.
+    method_cfg = (model.backbone.method_config()
+                  if isinstance(model.backbone, PromptMethod) else None)
     log(f'{tag}: {label}, trainable {counts["trainable"]:,} (backbone side '
         f'{counts["backbone_side_trainable"]:,}, head {counts["head_trainable"]:,})')
     lr = method_lr(args, method)
@@ -768,7 +773,8 @@ def adapt(backbone: str, method: str, seed: int, checkpoint: str, reference: dic
         f'{train_miou} ({seconds:.0f}s)'
         + (f'; frozen backbone {frozen_check}' if frozen_check else ''))
     return dict(result, counts=counts, frozen_check=frozen_check, time_s=round(seconds, 1),
-                backbone_cfg=cfg, lr=lr, backbone_side_lr=side_lr)
+                backbone_cfg=cfg, method_config=method_cfg, lr=lr,
+                backbone_side_lr=side_lr)
 
 
 def _stats(values, digits: int = 2) -> dict:
@@ -785,6 +791,7 @@ def summarise(runs: dict, seeds) -> OrderedDict:
         entry = OrderedDict(
             label=Variant(method).label,
             backbone_cfg=first['backbone_cfg'],
+            method_config=first.get('method_config'),
             mIoU=dict(_stats(miou), per_seed={str(s): per_seed[s]['mIoU'] for s in seeds}),
             aAcc=dict(_stats([per_seed[s]['aAcc'] for s in seeds]),
                       per_seed={str(s): per_seed[s]['aAcc'] for s in seeds}),
