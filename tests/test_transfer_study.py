@@ -173,6 +173,13 @@ def test_summarise_gives_mean_std_per_seed_and_gain_over_head_only():
                                             per_seed={'0': 5.0, '1': -1.0},
                                             seeds_better=1)
     assert out['frozen']['gain_over_head_only']['seeds_better'] == 0
+    assert 'share_of_full_gain' not in p  # no full fine-tuning in the run
+    # With full fine-tuning (+8 over head-only): Pro-tuning recovers 2 / 8 of it.
+    runs['full'] = {0: _run(50.0), 1: _run(48.0)}
+    out = study_tool.summarise(runs, [0, 1])
+    assert out['protune']['share_of_full_gain'] == 0.25
+    assert out['full']['share_of_full_gain'] == 1.0
+    assert 'share_of_full_gain' not in out['frozen']
     # One seed: no spread; without head-only: no gains.
     single = study_tool.summarise(OrderedDict(full={3: _run(50.0)}), [3])
     assert single['full']['mIoU'] == dict(mean=50.0, std=0.0, per_seed={'3': 50.0})
