@@ -509,3 +509,25 @@ def test_default_place_follows_the_family(tmp_path):
     explicit = ProTune(backbone=TINY_VIT, place='input')
     explicit.load_state_dict(old.state_dict(), strict=False)
     assert pp.load_prompt_pack(explicit, path).frozen_match
+
+
+def test_vit_default_place_keeps_the_contract_and_round_trips(tmp_path):
+    """The ViT's default (stage output): identity at init, gradients to every
+    prompt, frozen tensors unchanged (check_method), and a pack of it reproduces
+    the model's outputs on another default ViT with the same frozen weights."""
+    from protune_mm.check import check_method
+    from protune_mm.checkpoint import pack as pp
+    result = check_method(dict(type='protune_mm.ProTune', backbone=TINY_VIT))
+    assert result.ok, result.failures
+    a = randomise(ProTune(backbone=TINY_VIT), seed=4)
+    set_scales(a, 0.5)  # trained-looking prompts: the pack must carry them
+    path = str(tmp_path / 'vit.safetensors')
+    pp.save_prompt_pack(pp.make_prompt_pack(a, 'prompts'), path)
+    b = ProTune(backbone=TINY_VIT)
+    b.load_state_dict({k: v for k, v in a.state_dict().items() if 'prompts' not in k},
+                      strict=False)
+    x = image()
+    a.eval(), b.eval()
+    assert max_diff(a(x), b(x)) > 0
+    assert pp.load_prompt_pack(b, path).frozen_match
+    assert max_diff(a(x), b(x)) == 0
