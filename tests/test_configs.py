@@ -24,6 +24,7 @@ EXPECTED = {
     'upernet_protune_r50_ade20k': ('ProTune', 'ResNetV1c', 'EncoderDecoder'),
     'upernet_protune_swin-t_ade20k': ('ProTune', 'SwinTransformer', 'EncoderDecoder'),
     'upernet_vpt_vit-b_ade20k': ('VPT', 'TimmViT', 'EncoderDecoder'),
+    'upernet_protune_vit-b_ade20k': ('ProTune', 'TimmViT', 'EncoderDecoder'),
     'upernet_vpt_swin-t_ade20k': ('VPT', 'SwinTransformer', 'EncoderDecoder'),
     'upernet_frozen_r50_ade20k': ('Frozen', 'ResNetV1c', 'EncoderDecoder'),
     'setr_vpt_vit-l_ade20k': ('VPT', 'VisionTransformer', 'EncoderDecoder'),
@@ -125,7 +126,8 @@ def _paramwise_groups(cfg, model):
     return decay
 
 
-@pytest.mark.parametrize('name', ['mask_rcnn_protune_r50', 'upernet_vpt_swin-t_ade20k'])
+@pytest.mark.parametrize('name', ['mask_rcnn_protune_r50', 'upernet_vpt_swin-t_ade20k',
+                                  'upernet_protune_vit-b_ade20k'])
 def test_no_weight_decay_on_scales_and_prompts(name):
     path = config_path(name)
     cfg, model = build(path)
