@@ -33,7 +33,7 @@ EXPECTED = {
 }
 
 # Models reused by several tests; the others are built, checked and dropped
-# (keeping all twelve full-size models would take gigabytes).
+# (keeping every full-size model would take gigabytes).
 _KEEP = ('mask_rcnn_protune_r50', 'upernet_vpt_swin-t_ade20k')
 _built = {}
 
