@@ -12,6 +12,7 @@ from mmengine.registry import DefaultScope
 
 import protune_mm  # noqa: F401  (registers the protune_mm scope)
 from protune_mm import MODELS, Frozen, ProTune
+from protune_mm.checkpoint import CheckpointError
 from protune_mm.engine import parameter_report
 
 pytest.importorskip('mmdet')
@@ -487,8 +488,9 @@ def test_depthwise_conv_equals_the_stock_conv(kernel_size):
 def test_default_place_follows_the_family(tmp_path):
     """place=None takes the adapter's protune_place: the stage output on a plain
     ViT, the input on ResNet and on named stage modules; the resolved place is
-    recorded, so a pack of a ViT prompted at its inputs is refused by a default
-    ViT (naming the option) and taken by one built with place='input'."""
+    recorded, so a pack or checkpoint of a ViT prompted at its inputs is refused
+    by a default ViT (naming the option) and taken by one built with
+    place='input'."""
     from protune_mm.checkpoint import pack as pp
     resnet, vit = ProTune(backbone=R18), ProTune(backbone=TINY_VIT)
     assert resnet.place == resnet.method_config()['place'] == 'input'
@@ -501,14 +503,18 @@ def test_default_place_follows_the_family(tmp_path):
     path = str(tmp_path / 'vit_input.safetensors')
     pp.save_prompt_pack(pp.make_prompt_pack(old, 'prompts'), path)
     default = ProTune(backbone=TINY_VIT)
-    default.load_state_dict(old.state_dict(), strict=False)  # same frozen weights
+    default.backbone.load_state_dict(old.backbone.state_dict())  # same frozen weights
     before = {k: v.clone() for k, v in default.state_dict().items()}
     with pytest.raises(ValueError, match=r"place: pack 'input', model 'output'"):
         pp.load_prompt_pack(default, path)
+    # A checkpoint (state dict) of it, same tensor shapes, is refused the same way.
+    with pytest.raises(CheckpointError, match=r"place: checkpoint 'input', model 'output'"):
+        default.load_state_dict(old.state_dict())
     assert all(torch.equal(v, before[k]) for k, v in default.state_dict().items())
     explicit = ProTune(backbone=TINY_VIT, place='input')
-    explicit.load_state_dict(old.state_dict(), strict=False)
+    explicit.backbone.load_state_dict(old.backbone.state_dict())
     assert pp.load_prompt_pack(explicit, path).frozen_match
+    explicit.load_state_dict(old.state_dict())
 
 
 def test_vit_default_place_keeps_the_contract_and_round_trips(tmp_path):
@@ -531,3 +537,28 @@ def test_vit_default_place_keeps_the_contract_and_round_trips(tmp_path):
     assert max_diff(a(x), b(x)) > 0
     assert pp.load_prompt_pack(b, path).frozen_match
     assert max_diff(a(x), b(x)) == 0
+
+
+def test_small_checkpoint_keeps_the_method_record_through_save_and_load(tmp_path):
+    """strip_frozen (small checkpoints) adds the frozen identity to the method's
+    record, not in place of it; both survive torch.save / weights_only load, and
+    the record refuses a ViT built with the other place."""
+    from protune_mm.checkpoint.policy import META_KEY, strip_frozen
+    old = randomise(ProTune(backbone=TINY_VIT, place='input'), seed=5)
+    state = old.state_dict()
+    strip_frozen(state, old)
+    path = str(tmp_path / 'small.pth')
+    torch.save(state, path)
+    loaded = torch.load(path, weights_only=True)
+    info = loaded._metadata[''][META_KEY]
+    assert info['method'] == 'protune' and info['method_config']['place'] == 'input'
+    assert info['frozen_sha256']
+    default = ProTune(backbone=TINY_VIT)
+    default.backbone.load_state_dict(old.backbone.state_dict())
+    with pytest.raises(CheckpointError, match=r"place: checkpoint 'input'"):
+        default.load_state_dict(loaded, strict=False)
+    same = ProTune(backbone=TINY_VIT, place='input')
+    same.backbone.load_state_dict(old.backbone.state_dict())
+    same.load_state_dict(loaded, strict=False)
+    assert all(torch.equal(a, b) for a, b in zip(same.prompts.parameters(),
+                                                   old.prompts.parameters()))

@@ -34,8 +34,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..fileio import atomic_write
 from ..version import __version__
-from .policy import (CheckpointError, all_or_none, annotate, check_readable,
-                     frozen_identity, listed, methods_of, recorded_identities,
+from .policy import (META_KEY, CheckpointError, all_or_none, annotate,
+                     check_readable, frozen_identity, listed, methods_of, recorded_identities,
                      state_identity, unwrap_model)
 
 PACK_FORMAT = 'protune_mm.prompt_pack'
@@ -290,14 +290,15 @@ def read_prompt_pack(path: str) -> PromptPack:
 
 
 # -- loading -------------------------------------------------------------------------
-def _dict_diff(pack: dict, model: dict, where: str = '') -> List[str]:
+def _dict_diff(pack: dict, model: dict, where: str = '', source: str = 'pack'
+               ) -> List[str]:
     diffs = []
     for k in sorted(set(pack) | set(model)):
         a, b = pack.get(k, '<absent>'), model.get(k, '<absent>')
         if isinstance(a, dict) and isinstance(b, dict):
-            diffs += _dict_diff(a, b, f'{where}{k}.')
+            diffs += _dict_diff(a, b, f'{where}{k}.', source)
         elif a != b:
-            diffs.append(f'{where}{k}: pack {a!r}, model {b!r}')
+            diffs.append(f'{where}{k}: {source} {a!r}, model {b!r}')
     return diffs
 
 
@@ -305,20 +306,35 @@ def _unscoped(type_name: str) -> str:
     return type_name.rsplit('.', 1)[-1]
 
 
+def method_config_problems(method, meta: dict, source: str = 'pack') -> List[str]:
+    """Whether ``meta['method']`` and ``meta['method_config']`` (of a pack, or
+    recorded in a checkpoint's state dict) are ``method``'s, up to training-time
+    options; options absent from older files read as ``method.legacy_defaults``."""
+    if meta['method'] != method.method:
+        return [f"wrong method: the {source} is {meta['method']!r}, the model is "
+                f'{method.method!r}']
+    recorded = {**method.legacy_defaults, **meta['method_config']}
+    diff = _dict_diff(_method_config(recorded), _method_config(method.method_config()),
+                      source=source)
+    return [f"{meta['method']} config differs: {listed(diff)}"] if diff else []
+
+
+def record_method(method, state_dict, prefix, local_metadata) -> None:
+    """State-dict hook of every method: the state dict says which method and
+    config made it (``_metadata`` travels with it through torch.save and every
+    loader), so :func:`~.policy.wrapper_load_pre_hook` can refuse a checkpoint
+    saved from another configuration with the same tensor shapes."""
+    local_metadata[META_KEY] = dict(
+        local_metadata.get(META_KEY, {}), method=method.method,
+        method_config=json.loads(_to_json(method.method_config())))
+
+
 def method_problems(method, meta: dict, source: str = 'pack') -> List[str]:
     """What makes a pack unfit for ``method``, whatever its neck and heads: the
     method, its weight-relevant config, and the backbone class. Training-time
     options (dropout, drop_path_rate, norm_cfg BN vs SyncBN, out_indices, ...)
     change no weight and are not compared."""
-    problems = []
-    if meta['method'] != method.method:
-        problems.append(f"wrong method: the {source} is {meta['method']!r}, the "
-                        f'model is {method.method!r}')
-    else:
-        packed = {**method.legacy_defaults, **meta['method_config']}
-        diff = _dict_diff(_method_config(packed), _method_config(method.method_config()))
-        if diff:
-            problems.append(f"{meta['method']} config differs: {listed(diff)}")
+    problems = method_config_problems(method, meta, source)
     if 'backbone_class' in meta:
         same = meta['backbone_class'] == _class_name(method.backbone)
         model_type = _class_name(method.backbone)

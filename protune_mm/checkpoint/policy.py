@@ -8,6 +8,11 @@ what a loaded file may change.
   ``_metadata`` under the method's prefix, so it travels with the state dict
   through every loader (mmengine's runner, ``load_checkpoint``, mmdet's
   ``DetInferencer``, mmseg's ``MMSegInferencer``, ``load_state_dict``).
+- Every state dict of a method also records the method and its config
+  (``pack.record_method``, a state-dict hook), so a checkpoint saved from another
+  configuration with the same tensor shapes (ProTune's ``place`` on a ViT) is
+  refused, not loaded into the wrong places. Older checkpoints lack the record and
+  load as before.
 - **Loading** goes through one ``load_state_dict`` pre-hook on every method
   (:func:`wrapper_load_pre_hook`), so no loader can bypass it:
 
@@ -118,7 +123,7 @@ def strip_frozen(state_dict: 'OrderedDict', model: nn.Module, key_prefix: str = 
             state_dict.pop(key_prefix + prefix + key, None)
         sha = frozen_identity(method)
         entry = dict(metadata.get((key_prefix + prefix)[:-1], {}))
-        entry[META_KEY] = dict(frozen_sha256=sha)
+        entry[META_KEY] = dict(entry.get(META_KEY, {}), frozen_sha256=sha)
         metadata[(key_prefix + prefix)[:-1]] = entry
         identities[prefix] = sha
     return identities
@@ -160,6 +165,14 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
                 'on top of it: tools/test.py CONFIG CHECKPOINT --prompts PACK, or '
                 'protune_mm.load_prompt_pack(model, PACK) in Python')
         check_pack_fits_method(method, pack, info.get('path'))
+    elif 'method' in info:  # recorded by pack.record_method when it was saved
+        from .pack import method_config_problems
+        problems = method_config_problems(method, info, 'checkpoint')
+        if problems:
+            raise CheckpointError(
+                f"{info.get('path') or 'the checkpoint'} was saved from another "
+                f'configuration of {name}: {"; ".join(problems)}. Build the model '
+                "with the checkpoint's arguments")
     wanted = {prefix + k: k for k in method.frozen_keys}
     if all_or_none(wanted, state_dict, f'the frozen backbone of {name}'):
         _check_frozen_shapes(method, state_dict, prefix, wanted)

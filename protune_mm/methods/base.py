@@ -154,8 +154,10 @@ class PromptMethod(BaseModule):
         #: returned feature (reported in the log and the parameter report).
         self.skipped: Dict[str, str] = {}
         self._handles: List = []
+        from ..checkpoint.pack import record_method
         from ..checkpoint.policy import wrapper_load_pre_hook
         self.register_load_state_dict_pre_hook(wrapper_load_pre_hook)
+        self._register_state_dict_hook(record_method)
 
     # -- the contract ----------------------------------------------------------------
     def inject(self) -> list:
