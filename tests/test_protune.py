@@ -4,6 +4,7 @@ Everything runs on CPU with random weights: ResNet-18 (ResNet-50 only for the
 parameter budget), Swin with embed_dims=32, a 4-block ViT of width 32.
 """
 import copy
+import logging
 
 import pytest
 import torch
@@ -562,3 +563,24 @@ def test_small_checkpoint_keeps_the_method_record_through_save_and_load(tmp_path
     same.load_state_dict(loaded, strict=False)
     assert all(torch.equal(a, b) for a, b in zip(same.prompts.parameters(),
                                                    old.prompts.parameters()))
+
+
+def test_checkpoint_without_method_record_loads_with_a_warning(monkeypatch):
+    """A state dict saved before methods recorded their config cannot be checked:
+    it loads, and the log says so with the model's config (prompt-free state
+    dicts, such as stock checkpoints, load silently as before)."""
+    from protune_mm.checkpoint import policy
+    logged = []
+    monkeypatch.setattr(policy, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw.get('level'))))
+    old = ProTune(backbone=TINY_VIT, place='input')
+    state = old.state_dict()
+    state._metadata[''].pop(policy.META_KEY)
+    ProTune(backbone=TINY_VIT).load_state_dict(state)
+    warned = [m for m, level in logged if level == logging.WARNING]
+    assert len(warned) == 1 and 'records no method config' in warned[0]
+    assert "'place': 'output'" in warned[0]
+    logged.clear()
+    inner = {k: v for k, v in state.items() if not k.startswith('prompts.')}
+    ProTune(backbone=TINY_VIT).load_state_dict(inner, strict=False)
+    assert not [m for m, level in logged if level == logging.WARNING]

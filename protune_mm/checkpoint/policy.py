@@ -11,8 +11,8 @@ what a loaded file may change.
 - Every state dict of a method also records the method and its config
   (``pack.record_method``, a state-dict hook), so a checkpoint saved from another
   configuration with the same tensor shapes (ProTune's ``place`` on a ViT) is
-  refused, not loaded into the wrong places. Older checkpoints lack the record and
-  load as before.
+  refused, not loaded into the wrong places. Older checkpoints lack the record: they
+  load as before, with a warning naming the model's config.
 - **Loading** goes through one ``load_state_dict`` pre-hook on every method
   (:func:`wrapper_load_pre_hook`), so no loader can bypass it:
 
@@ -173,6 +173,15 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
                 f"{info.get('path') or 'the checkpoint'} was saved from another "
                 f'configuration of {name}: {"; ".join(problems)}. Build the model '
                 "with the checkpoint's arguments")
+    elif any(k.startswith(prefix + 'prompts.') for k in state_dict):
+        # Saved before state dicts recorded their method: nothing to compare, and
+        # some defaults have changed since, so say so rather than load silently.
+        print_log(f"{info.get('path') or 'the checkpoint'} records no method config "
+                  f'(saved before protune_mm recorded it), so it cannot be checked '
+                  f'against {name}: {method.method} {method.method_config()}. Build '
+                  'the model with the arguments it was trained with (defaults that '
+                  "changed: ProTune se_act 'relu' -> 'silu', ProTune place on plain "
+                  "ViTs 'input' -> 'output')", logger='current', level=logging.WARNING)
     wanted = {prefix + k: k for k in method.frozen_keys}
     if all_or_none(wanted, state_dict, f'the frozen backbone of {name}'):
         _check_frozen_shapes(method, state_dict, prefix, wanted)
