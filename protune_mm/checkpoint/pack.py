@@ -34,8 +34,8 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from ..fileio import atomic_write
 from ..version import __version__
-from .policy import (META_KEY, CheckpointError, all_or_none, annotate,
-                     check_readable, frozen_identity, listed, methods_of, recorded_identities,
+from .policy import (META_KEY, CheckpointError, all_or_none, annotate, check_readable,
+                     frozen_identity, listed, methods_of, recorded_identities,
                      state_identity, unwrap_model)
 
 PACK_FORMAT = 'protune_mm.prompt_pack'

@@ -176,12 +176,13 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
     elif any(k.startswith(prefix + 'prompts.') for k in state_dict):
         # Saved before state dicts recorded their method: nothing to compare, and
         # some defaults have changed since, so say so rather than load silently.
+        changed = (f' (defaults that changed: {method.changed_defaults})'
+                   if method.changed_defaults else '')
         print_log(f"{info.get('path') or 'the checkpoint'} records no method config "
                   f'(saved before protune_mm recorded it), so it cannot be checked '
                   f'against {name}: {method.method} {method.method_config()}. Build '
-                  'the model with the arguments it was trained with (defaults that '
-                  "changed: ProTune se_act 'relu' -> 'silu', ProTune place on plain "
-                  "ViTs 'input' -> 'output')", logger='current', level=logging.WARNING)
+                  f'the model with the arguments it was trained with{changed}',
+                  logger='current', level=logging.WARNING)
     wanted = {prefix + k: k for k in method.frozen_keys}
     if all_or_none(wanted, state_dict, f'the frozen backbone of {name}'):
         _check_frozen_shapes(method, state_dict, prefix, wanted)

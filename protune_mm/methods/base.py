@@ -99,6 +99,9 @@ class PromptMethod(BaseModule):
     #: options added after packs were first written, with the value that older
     #: packs (which lack them) were trained with.
     legacy_defaults: Dict[str, object] = {}
+    #: defaults changed since checkpoints were written without a method record,
+    #: named when such a checkpoint is loaded (it cannot be checked).
+    changed_defaults = ''
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

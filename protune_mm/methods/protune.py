@@ -119,6 +119,7 @@ class ProTune(PromptMethod):
     """
     method = 'protune'
     legacy_defaults = {'se_act': 'relu'}
+    changed_defaults = "se_act 'relu' -> 'silu'; place on plain ViTs 'input' -> 'output'"
 
     def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
                  stage_modules: Optional[Sequence[str]] = None,
