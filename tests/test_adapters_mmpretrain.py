@@ -107,7 +107,7 @@ def test_mmpretrain_resnet_stages_and_lean_ops():
 
 def test_convnext_vpt_takes_pad_prompts():
     model = VPT(backbone=CONVNEXT)
-    assert model.mechanism == 'pad' and model.deep is False
+    assert model.mechanism.name == 'pad' and model.deep is False
     with pytest.raises(ValueError, match='VPT.deep=True'):
         VPT(backbone=CONVNEXT, deep=True)
 

@@ -73,12 +73,12 @@ def test_vpt_mechanism(name):
     model = build(name, 'VPT')
     if name in TOKENS:
         # Token prompts after CLS, one set per block up to the last returned one.
-        assert model.mechanism == 'tokens'
+        assert model.mechanism.name == 'tokens'
         depth = 1 + max(model.backbone.out_indices)
         assert sorted(model.prompts) == [f'block{i}' for i in range(depth)]
     else:
         # Key/value prompts in every spatial-reduction attention.
-        assert model.mechanism == 'kv'
+        assert model.mechanism.name == 'kv'
         assert all(k.startswith('stage') for k in model.prompts)
         with pytest.raises(ValueError, match='VPT.deep must be True'):
             build(name, 'VPT', deep=False)

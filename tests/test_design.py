@@ -188,7 +188,7 @@ def test_a_backbone_without_adapter_still_takes_frozen_and_pad_prompts():
                        'BackboneAdapter'):
         ProTune(backbone=net)
     vpt = MODELS.build(dict(type='protune_mm.VPT', backbone=net, num_tokens=4))
-    assert vpt.mechanism == 'pad'
+    assert vpt.mechanism.name == 'pad'
     x = torch.randn(1, 3, 64, 64)
     assert [o.shape for o in outputs(vpt, x)] == \
         [o.shape for o in outputs(vpt.backbone, x)]

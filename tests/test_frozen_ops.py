@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from protune_mm import VPT, Frozen, ProTune
-from protune_mm.ops.frozen_ops import (conv_bn_pairs, disable_frozen_ops,
+from protune_mm.ops.frozen_ops import (disable_frozen_ops,
                                        frozen_ops_enabled)
 
 R18 = dict(type='mmdet.ResNet', depth=18, init_cfg=None)
@@ -72,7 +72,7 @@ def test_outputs_and_input_grads_equal_plain_frozen(backbone):
 
 def test_every_conv_bn_pair_is_folded():
     lean = Frozen(backbone=R50_TINY, memory_efficient=True)
-    pairs = conv_bn_pairs(lean.backbone)
+    pairs = lean.adapter.conv_bn_pairs()
     # stem + 16 bottlenecks x 3 + 4 downsamples
     assert len(pairs) == 1 + 16 * 3 + 4
 

@@ -12,7 +12,7 @@ import torch.nn as nn
 import protune_mm  # noqa: F401
 from protune_mm import MODELS, VPT
 from protune_mm.methods.vpt import vpt_init_bound
-from protune_mm.methods.vpt_pad import PAD_MEAN, PAD_STD
+from protune_mm.methods.vpt import PAD_MEAN, PAD_STD
 
 pytest.importorskip('timm')
 pytest.importorskip('mmdet')
@@ -367,7 +367,7 @@ def test_pad_prompts_surround_each_image_of_a_padded_batch():
     assert torch.equal(seen[0], prompt_frame(vpt, x, [(64, 64), (40, 48)], p))
     assert not torch.equal(seen[0], seen[1])
     assert torch.equal(seen[1], prompt_frame(vpt, x, [(64, 64)] * 2, p))
-    assert vpt.image_regions is None  # only for the duration of a forward
+    assert vpt.mechanism.image_regions is None  # only for the duration of a forward
     vpt.remove()
     assert not model._forward_pre_hooks and not model._forward_hooks
 
@@ -377,7 +377,7 @@ def test_image_region_hook_binds_the_runners_model():
     vpt, _ = vpt_and_bare(R18, num_tokens=2)
     model = nn.Sequential(vpt)
     protune_mm.ImageRegionHook().before_run(SimpleNamespace(model=model))
-    assert vpt.region_source() is model and len(model._forward_pre_hooks) == 1
+    assert vpt.mechanism.region_source() is model and len(model._forward_pre_hooks) == 1
 
 
 def test_pad_prompts_train_without_touching_bn_statistics():

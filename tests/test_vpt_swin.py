@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import protune_mm  # noqa: F401  (registers protune_mm.VPT)
 from protune_mm import MODELS
 from protune_mm.methods.vpt import vpt_init_bound
-from protune_mm.methods.vpt_window import PromptedWindowMSA
+from protune_mm.methods.vpt.window import PromptedWindowMSA
 
 SCOPES = ('mmdet', 'mmseg')
 WIDTHS = (32, 64, 128, 256)

@@ -1,7 +1,7 @@
 """Backbone adapters, one family per file; importing registers them."""
-from . import (beit, bisenet, cgnet, convnext, csp, darknet, ddrnet,  # noqa: F401
+from . import (beit, bisenet, branches, cgnet, convnext, csp, darknet,  # noqa: F401
                efficientnet, erfnet, fast_scnn, hourglass, hrnet, icnet, mit,
-               mobilenet_v2, mobilenet_v3, mscan, pidnet, poolformer, pvt, resnet,
+               mobilenet_v2, mobilenet_v3, mscan, poolformer, pvt, resnet,
                ssd_vgg, stdc, swin, timm_features, timm_vit, twins, unet,
                vit)
 from .base import (BackboneAdapter, KeyValueSite, Stage, TokenSites, WindowSite,

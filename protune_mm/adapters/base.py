@@ -48,6 +48,14 @@ class Stage:
     input_reaches_output: bool = True
     output_reaches_output: bool = True
 
+    @classmethod
+    def single(cls, name: str, module: nn.Module, width, index: int, last_out: int,
+               out_width=None) -> 'Stage':
+        """A stage that is one module, layer ``index`` of a sequence whose last
+        returned layer is ``last_out``; ``out_width`` defaults to ``width``."""
+        return cls(name, module, module, width, width if out_width is None else out_width,
+                   *reaching([index], last_out))
+
 
 class BackboneAdapter:
     """Base adapter. The defaults describe a backbone as an image-to-features
@@ -66,8 +74,9 @@ class BackboneAdapter:
     #: submodule stays in eval (BatchNorm statistics, dropout frozen).
     mode_selects_outputs = False
     #: where a Pro-tuning block acts by default: on each stage's 'input' or
-    #: 'output'. The transfer study (README) measured the input better on ResNet
-    #: and the output better on a plain ViT; unmeasured families keep 'input'.
+    #: 'output'. The transfer study (docs/transfer_study.md) measured the input
+    #: better on ResNet and the output better on a plain ViT; unmeasured families
+    #: keep 'input'.
     protune_place = 'input'
 
     def __init__(self, backbone: nn.Module):
@@ -116,9 +125,16 @@ class BackboneAdapter:
         attention of pyramid transformers), else None."""
         return None
 
+    def conv_bn_pairs(self) -> Optional[List[Tuple[nn.Module, str, str]]]:
+        """(owner, conv name, BN name) of the frozen conv -> BN pairs whose BN is
+        applied to the conv's output and to nothing else, which the lean frozen
+        ops (``protune_mm.ops.frozen_ops``) fold; None where the family has no
+        lean ops."""
+        return None
+
     def lean_ops(self) -> bool:
-        """Whether lean frozen ops (``protune_mm.ops.frozen_ops``) apply."""
-        return False
+        """Whether lean frozen ops apply."""
+        return self.conv_bn_pairs() is not None
 
     def attach(self) -> list:
         """Hooks the adapter itself needs to capture per-call context; returns

@@ -10,12 +10,11 @@ prompts without position bias and the prompts attend to all tokens, as VPT's
 official Swin code treats its prompts. With the stock token count the stock
 forward runs, so Frozen and ProTune compute exactly the bare backbone.
 """
-import functools
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..rebind import rebind_forward
 from .base import register_adapter
 from .vit import MMSegViTAdapter
 
@@ -25,19 +24,11 @@ class BEiTAdapter(MMSegViTAdapter):
     family = 'BEiT'
 
     def attach(self) -> list:
-        from ..methods.base import Handle  # (methods import adapters)
         handles = super().attach()
         for layer in self.backbone.layers:
-            # An instance attribute shadows the class's forward; Module.__call__
-            # and its hooks work as usual, the state dict is unchanged.
-            layer.attn.forward = ExtraTokenBEiTAttention(layer.attn,
-                                                         self.num_prefix_tokens)
-            handles.append(Handle(functools.partial(_unbind_forward, layer.attn)))
+            handles.append(rebind_forward(
+                layer.attn, ExtraTokenBEiTAttention(layer.attn, self.num_prefix_tokens)))
         return handles
-
-
-def _unbind_forward(module: nn.Module) -> None:
-    module.__dict__.pop('forward', None)
 
 
 class ExtraTokenBEiTAttention:
@@ -62,7 +53,6 @@ class ExtraTokenBEiTAttention:
             qkv = m.qkv(x)
         qkv = qkv.reshape(b, n, 3, m.num_heads, -1).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q * m.scale) @ k.transpose(-2, -1)
         bias = m.relative_position_bias_table[m.relative_position_index.view(-1)]
         bias = bias.view(known, known, -1).permute(2, 0, 1)  # (heads, known, known)
         extra = n - known
@@ -70,6 +60,8 @@ class ExtraTokenBEiTAttention:
                           torch.arange(self.start + extra, n, device=x.device)])
         full = bias.new_zeros(bias.shape[0], n, n)
         full[:, keep[:, None], keep] = bias
-        attn = m.attn_drop((attn + full.unsqueeze(0)).softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=full.unsqueeze(0).to(q.dtype), scale=m.scale,
+            dropout_p=m.attn_drop.p if m.training else 0.0)
+        x = x.transpose(1, 2).reshape(b, n, c)
         return m.proj_drop(m.proj(x))

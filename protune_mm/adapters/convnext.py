@@ -10,7 +10,7 @@ still maps, so nothing changes for the prompts.
 """
 from typing import List
 
-from .base import BackboneAdapter, Stage, reaching, register_adapter
+from .base import BackboneAdapter, Stage, register_adapter
 
 
 @register_adapter('mmpretrain.models.backbones.convnext.ConvNeXt')
@@ -21,6 +21,5 @@ class ConvNeXtAdapter(BackboneAdapter):
         net = self.backbone
         # out_indices are resolved to non-negative stage indices by ConvNeXt.
         last_out = max(net.out_indices)
-        return [Stage(f'stages.{i}', stage, stage, width, width,
-                      *reaching([i], last_out))
+        return [Stage.single(f'stages.{i}', stage, width, i, last_out)
                 for i, (stage, width) in enumerate(zip(net.stages, net.channels))]

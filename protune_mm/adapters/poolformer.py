@@ -10,7 +10,7 @@ from typing import List
 
 import torch.nn as nn
 
-from .base import BackboneAdapter, Stage, reaching, register_adapter
+from .base import BackboneAdapter, Stage, register_adapter
 
 
 @register_adapter('mmpretrain.models.backbones.poolformer.PoolFormer')
@@ -18,13 +18,9 @@ class PoolFormerAdapter(BackboneAdapter):
     family = 'PoolFormer'
 
     def stages(self) -> List[Stage]:
-        net = self.backbone
-        last_out = max(net.out_indices)
-        stages = []
-        for idx, module in enumerate(net.network):
-            if not isinstance(module, nn.Sequential):  # a PatchEmbed downsampling
-                continue
-            width = module[0].layer_scale_1.numel()
-            stages.append(Stage(f'network.{idx}', module, module, width, width,
-                                *reaching([idx], last_out)))
-        return stages
+        # Every other entry is a PatchEmbed downsampling, not a stage.
+        last_out = max(self.backbone.out_indices)
+        return [Stage.single(f'network.{idx}', module, module[0].layer_scale_1.numel(),
+                             idx, last_out)
+                for idx, module in enumerate(self.backbone.network)
+                if isinstance(module, nn.Sequential)]

@@ -4,7 +4,8 @@ from typing import List, Tuple
 
 import torch.nn as nn
 
-from .base import BackboneAdapter, Stage, reaching, register_adapter
+from ..ops.frozen_ops import foldable_pairs
+from .base import BackboneAdapter, Stage, register_adapter
 
 
 def _block_widths(block: nn.Module) -> Tuple[int, int]:
@@ -22,12 +23,23 @@ class ResNetAdapter(BackboneAdapter):
     def stages(self) -> List[Stage]:
         backbone = self.backbone
         last_out = max(backbone.out_indices)
-        stages = []
-        for i, name in enumerate(backbone.res_layers):
-            layer = getattr(backbone, name)
-            stages.append(Stage(name, layer, layer, _block_widths(layer[0])[0],
-                                _block_widths(layer[-1])[1], *reaching([i], last_out)))
-        return stages
+        layers = [getattr(backbone, name) for name in backbone.res_layers]
+        return [Stage.single(name, layer, _block_widths(layer[0])[0], i, last_out,
+                             _block_widths(layer[-1])[1])
+                for i, (name, layer) in enumerate(zip(backbone.res_layers, layers))]
 
-    def lean_ops(self) -> bool:
-        return True
+    def conv_bn_pairs(self) -> List[Tuple[nn.Module, str, str]]:
+        # By construction of the mmdet/mmseg/mmpretrain code, each BN below is
+        # applied to its conv's output and to nothing else: the stem conv1/norm1,
+        # convK/normK inside each block, and consecutive (conv, BN) entries of an
+        # nn.Sequential (deep stem, downsample).
+        pairs = []
+        for owner in self.backbone.modules():
+            if isinstance(owner, nn.Sequential):
+                names = list(owner._modules)
+                candidates = list(zip(names[:-1], names[1:]))
+            else:
+                candidates = [(f'conv{k}', getattr(owner, f'norm{k}_name', None))
+                              for k in (1, 2, 3)]
+            pairs += foldable_pairs(owner, candidates)
+        return pairs

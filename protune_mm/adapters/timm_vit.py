@@ -29,7 +29,7 @@ class TimmViTAdapter(BackboneAdapter):
     family = 'TimmViT'
     # On each group's output, next to the features the neck reads: in the
     # transfer study's ViT better than the input in 14 of 15 seeds over two
-    # pre-training runs, one tie (README).
+    # pre-training runs, one tie (docs/transfer_study.md).
     protune_place = 'output'
 
     def __init__(self, backbone):

@@ -7,7 +7,7 @@ from ..checkpoint.pack import (PACK_META_KEY, PromptPack, check_prompt_pack,
                                load_prompt_pack)
 from ..checkpoint.policy import (ensure_frozen_initialised, methods_of, strip_frozen,
                                  unwrap_model)
-from ..methods.vpt_pad import bind_image_regions
+from ..methods.vpt import bind_image_regions
 from ..registry import HOOKS
 from .report import format_report, method_notes, parameter_report, skipped_prompts
 

@@ -1,9 +1,11 @@
-"""Methods on one base (:class:`PromptMethod`), one file each."""
-from .base import FrozenBackboneWrapper, Handle, PromptMethod, find_wrappers
+"""Methods on one base (:class:`PromptMethod`), one file (or folder) each, each
+with its options in one dataclass (``config_class``)."""
+from .base import FrozenBackboneWrapper, PromptMethod, find_wrappers
+from .config import MethodConfig
 from .frozen import Frozen
-from .protune import ProTune, ProTuneBlock
-from .vpt import VPT
-from .vpt_pad import bind_image_regions
+from .protune import ProTune, ProTuneBlock, ProTuneConfig
+from .vpt import VPT, VPTConfig, bind_image_regions
 
-__all__ = ['PromptMethod', 'FrozenBackboneWrapper', 'Handle', 'find_wrappers',
-           'Frozen', 'ProTune', 'ProTuneBlock', 'VPT', 'bind_image_regions']
+__all__ = ['PromptMethod', 'FrozenBackboneWrapper', 'MethodConfig', 'find_wrappers',
+           'Frozen', 'ProTune', 'ProTuneBlock', 'ProTuneConfig', 'VPT', 'VPTConfig',
+           'bind_image_regions']

@@ -2,18 +2,19 @@
 records the frozen set, and injects its prompts at the targets the backbone's
 adapter names.
 
-A method subclass writes three things: cheap checks of its arguments in
-``__init__`` (before ``super().__init__``), what its config resolves to
-(:meth:`resolve_config`), and :meth:`inject`, which adds the prompts and returns
-the handles of everything it attached. The base keeps the handles, so
-:meth:`remove`, :meth:`disable` and :meth:`enable` give the bare backbone back
-exactly; it captures the method config from the constructor's arguments; and it
-records the frozen set (:attr:`frozen_keys`) before anything is injected, which is
-what checkpoints, packs, the identity hash and the parameter report derive from.
+A method subclass declares three things: its options, as a dataclass
+(:attr:`config_class`, a :class:`~.config.MethodConfig` with its checks beside the
+fields); what options left to the backbone resolve to (:meth:`resolve`); and
+:meth:`inject`, which adds the prompts and returns the handles of everything it
+attached. The base builds and freezes the backbone, records the frozen set
+(:attr:`frozen_keys`) before anything is injected (checkpoints, packs, the
+identity hash and the parameter report derive from it), then calls ``resolve``
+and ``inject`` and keeps the handles, so :meth:`remove`, :meth:`disable` and
+:meth:`enable` give the bare backbone back exactly.
 """
 import copy
+import dataclasses
 import functools
-import inspect
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -22,48 +23,12 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ..adapters import BackboneAdapter, adapter_for
-from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops
+from ..checkpoint.pack import record_method
+from ..checkpoint.policy import wrapper_load_pre_hook
+from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops, frozen_ops_enabled
+from ..rebind import Handle
 from ..registry import MODELS
-
-#: constructor arguments common to all methods; they are not the method's config.
-BASE_ARGS = ('backbone', 'pretrained', 'init_cfg', 'memory_efficient', 'adapter')
-
-
-class Handle:
-    """A removable change that is not a torch hook (e.g. a rebound ``forward``)."""
-
-    def __init__(self, remove):
-        self._remove = remove
-
-    def remove(self):
-        if self._remove is not None:
-            self._remove()
-            self._remove = None
-
-
-def _capturing(init):
-    """Wrap a method's ``__init__``: record its arguments (defaults applied) as the
-    method config before it runs, and inject the prompts after the outermost
-    ``__init__`` returns."""
-    signature = inspect.signature(init)
-
-    @functools.wraps(init)
-    def wrapped(self, *args, **kwargs):
-        outermost = '_method_cfg' not in self.__dict__
-        if outermost:
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            cfg = {}
-            for name, value in list(bound.arguments.items())[1:]:
-                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-                    cfg.update(value)
-                elif name not in BASE_ARGS:
-                    cfg[name] = value
-            self.__dict__['_method_cfg'] = copy.deepcopy(cfg)
-        init(self, *args, **kwargs)
-        if outermost:
-            self._inject()
-    return wrapped
+from .config import MethodConfig
 
 
 class PromptMethod(BaseModule):
@@ -91,29 +56,25 @@ class PromptMethod(BaseModule):
             same outputs and gradients, less memory. None (default): on wherever
             the backbone's adapter supports them; False: off; True: required.
         adapter (callable, optional): builds the adapter from the inner backbone
-            in place of its registered one (ProTune's ``stage_modules``).
+            in place of its registered one.
+        **options: the method's options, the fields of its :attr:`config_class`
+            (an unknown name is refused, listing them).
     """
 
     #: method name written into prompt packs and reports.
     method = 'frozen'
-    #: options added after packs were first written, with the value that older
-    #: packs (which lack them) were trained with.
-    legacy_defaults: Dict[str, object] = {}
-    #: defaults changed since checkpoints were written without a method record,
-    #: named when such a checkpoint is loaded (it cannot be checked).
-    changed_defaults = ''
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if '__init__' in cls.__dict__:
-            cls.__init__ = _capturing(cls.__dict__['__init__'])
+    #: the method's options (recorded in checkpoints and packs).
+    config_class = MethodConfig
 
     def __init__(self, backbone: dict, pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None,
-                 adapter: Optional[Callable[[nn.Module], BackboneAdapter]] = None):
+                 adapter: Optional[Callable[[nn.Module], BackboneAdapter]] = None,
+                 **options):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
+        # Cheap checks first, so a bad config fails before the backbone is built.
+        self.config = self.config_class.from_options(options, name)
         if memory_efficient not in (None, True, False):
             raise TypeError(f'{name}.memory_efficient must be None (auto), True or '
                             f'False, got {memory_efficient!r}')
@@ -143,7 +104,8 @@ class PromptMethod(BaseModule):
         #: state-dict keys (relative to this module) of the frozen tensors,
         #: recorded before any method change: parameters and buffers.
         self.frozen_keys = frozenset('backbone.' + k for k in self.backbone.state_dict())
-        self.adapter: BackboneAdapter = (adapter or adapter_for)(self.backbone)
+        self.adapter: BackboneAdapter = (adapter(self.backbone) if adapter is not None
+                                         else self.build_adapter())
         if memory_efficient and not self.adapter.lean_ops():
             raise ValueError(
                 f'{name}.memory_efficient=True: lean frozen ops support the ResNet '
@@ -156,32 +118,46 @@ class PromptMethod(BaseModule):
         #: {target: reason} of prompts not created because they cannot reach a
         #: returned feature (reported in the log and the parameter report).
         self.skipped: Dict[str, str] = {}
+        self.config = self.resolve(self.config)
         self._handles: List = []
-        from ..checkpoint.pack import record_method
-        from ..checkpoint.policy import wrapper_load_pre_hook
+        self._attach()
         self.register_load_state_dict_pre_hook(wrapper_load_pre_hook)
         self._register_state_dict_hook(record_method)
 
     # -- the contract ----------------------------------------------------------------
+    def build_adapter(self) -> BackboneAdapter:
+        """The adapter of the inner backbone (its registered family's by default;
+        ``self.config`` is set, unresolved)."""
+        return adapter_for(self.backbone)
+
+    def resolve(self, config: MethodConfig) -> MethodConfig:
+        """``config`` with the options left to the backbone resolved (e.g.
+        ``stages=None`` -> the list of stages), so equal models have equal method
+        configs; ``self.adapter`` is set."""
+        return config
+
     def inject(self) -> list:
         """Add the prompts at the adapter's targets; return the handles of every
         hook or rebinding made (removed by :meth:`remove`)."""
         return []
 
-    def resolve_config(self, **values) -> None:
-        """Record what config arguments resolve to (e.g. ``stages=None`` -> the
-        list of stages), so equal models have equal method configs."""
-        self._method_cfg.update(copy.deepcopy(values))
-
     def method_config(self) -> dict:
-        """Hyper-parameters of the method, as constructed (recorded in packs)."""
-        return copy.deepcopy(self._method_cfg)
+        """The method's options, resolved (recorded in checkpoints and packs)."""
+        return self.config.record()
 
-    def _inject(self):
+    @property
+    def legacy_defaults(self) -> Dict[str, object]:
+        return self.config.legacy_defaults
+
+    @property
+    def changed_defaults(self) -> str:
+        return self.config.changed_defaults
+
+    def _attach(self):
         handles = list(self.adapter.attach())
         handles += list(self.inject() or [])
         if self.memory_efficient:
-            enable_frozen_ops(self.backbone)
+            enable_frozen_ops(self.backbone, self.adapter.conv_bn_pairs())
             handles.append(Handle(functools.partial(disable_frozen_ops,
                                                     self.backbone)))
         self._handles = handles
@@ -205,8 +181,8 @@ class PromptMethod(BaseModule):
 
     def enable(self) -> None:
         self.prompts_enabled = True
-        if self.memory_efficient:
-            enable_frozen_ops(self.backbone)
+        if self.memory_efficient and not frozen_ops_enabled(self.backbone):
+            enable_frozen_ops(self.backbone, self.adapter.conv_bn_pairs())
 
     # -- the frozen set ----------------------------------------------------------------
     def frozen_state_dict(self) -> Dict[str, torch.Tensor]:
@@ -231,10 +207,9 @@ class PromptMethod(BaseModule):
         return []
 
     def extra_repr(self) -> str:
-        return f'method={self.method}'
+        options = ', '.join(f'{k}={v!r}' for k, v in self.method_config().items())
+        return f'method={self.method}' + (f', {options}' if options else '')
 
-
-PromptMethod.__init__ = _capturing(PromptMethod.__init__)
 
 #: the earlier name of the base, kept for configs and user code.
 FrozenBackboneWrapper = PromptMethod

@@ -1,9 +1,9 @@
 """Pro-tuning (Nie et al., "Pro-tuning: Unified Prompt Tuning for Vision Tasks",
 arXiv 2207.14381): input-dependent prompt blocks inserted stage by stage into a
 frozen backbone."""
-import functools
+import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import ClassVar, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -12,6 +12,7 @@ from ..adapters.modules import ModuleStagesAdapter
 from ..ops.depthwise import DepthwiseConv2d
 from ..registry import MODELS
 from .base import PromptMethod
+from .config import MethodConfig
 
 
 SE_ACTIVATIONS = {'silu': nn.SiLU, 'relu': nn.ReLU}
@@ -76,6 +77,47 @@ class ProTuneBlock(nn.Module):
         return x + self.scale * self.body(x)
 
 
+@dataclasses.dataclass
+class ProTuneConfig(MethodConfig):
+    """The options of :class:`ProTune` (documented there)."""
+    owner: ClassVar[str] = 'ProTune'
+    legacy_defaults: ClassVar[Dict[str, object]] = {'se_act': 'relu'}
+    changed_defaults: ClassVar[str] = (
+        "se_act 'relu' -> 'silu'; place on plain ViTs 'input' -> 'output'")
+    # Recorded only when used: packs written before it existed match.
+    recorded_if_set: ClassVar[Tuple[str, ...]] = ('stage_modules', )
+
+    stages: Optional[List[int]] = None
+    stage_modules: Optional[List[str]] = None
+    place: Optional[str] = None
+    hidden_ratio: float = 0.5
+    kernel_size: int = 5
+    groups: int = 4
+    se_ratio: int = 16
+    scale: str = 'channel'
+    se_act: str = 'silu'
+
+    def validate(self) -> None:
+        self.check_choice('place', (None, 'input', 'output'),
+                          "'input' or 'output' (or None: the backbone family's default)")
+        ratio = self.hidden_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0:
+            self.fail('hidden_ratio', 'a number > 0')
+        for name in ('kernel_size', 'groups', 'se_ratio'):
+            self.check_int(name, 1)
+        if self.kernel_size % 2 == 0:
+            self.fail('kernel_size', 'odd (same-size output)')
+        self.check_choice('se_act', sorted(SE_ACTIVATIONS))
+        self.check_choice('scale', ('channel', 'scalar'), "'channel' or 'scalar'")
+        if self.stage_modules is not None and (isinstance(self.stage_modules, str) or not all(
+                isinstance(n, str) and n for n in self.stage_modules)):
+            self.fail('stage_modules', "a list of module paths such as ['layer1', "
+                      "'stages.0']", TypeError)
+        if self.stages is not None and (isinstance(self.stages, int) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in self.stages)):
+            self.fail('stages', 'a list of ints (stage indices)', TypeError)
+
+
 @MODELS.register_module()
 class ProTune(PromptMethod):
     """Pro-tuning: a prompt block per stage of any backbone whose adapter
@@ -99,9 +141,9 @@ class ProTune(PromptMethod):
             'output' (on the stage output, before any downsampling). Default: the
             adapter's ``protune_place``, 'output' for plain ViTs (``TimmViT``,
             mmseg ``VisionTransformer``, ``BEiT``, ``MAE``) and 'input' for every
-            other family and for ``stage_modules``; the transfer study measured
-            each the better on its family (README). The resolved place is
-            recorded in the method config (and packs).
+            other family and for ``stage_modules``; the transfer study
+            (docs/transfer_study.md) measured each the better on its family. The
+            resolved place is recorded in the method config (and packs).
         hidden_ratio (float): block width as a fraction of the stage width. 0.5
             keeps Pro-tuning R50 at 3.25% of the backbone parameters (asserted
             <= 5% in tests/test_protune.py); full width (1.0) gives 9.79%.
@@ -118,59 +160,36 @@ class ProTune(PromptMethod):
         pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
     """
     method = 'protune'
-    legacy_defaults = {'se_act': 'relu'}
-    changed_defaults = "se_act 'relu' -> 'silu'; place on plain ViTs 'input' -> 'output'"
+    config_class = ProTuneConfig
 
-    def __init__(self, backbone: dict, stages: Optional[Sequence[int]] = None,
-                 stage_modules: Optional[Sequence[str]] = None,
-                 place: Optional[str] = None, hidden_ratio: float = 0.5,
-                 kernel_size: int = 5, groups: int = 4, se_ratio: int = 16,
-                 scale: str = 'channel', se_act: str = 'silu',
-                 pretrained: Optional[str] = None,
-                 init_cfg: Optional[dict] = None,
-                 memory_efficient: Optional[bool] = None):
-        # Cheap checks first, so a bad config fails before the backbone is built.
-        if place not in (None, 'input', 'output'):
-            raise ValueError(f"ProTune.place must be 'input' or 'output' (or None: "
-                             f"the backbone family's default), got {place!r}")
-        if isinstance(hidden_ratio, bool) or not isinstance(hidden_ratio, (int, float)) \
-                or not hidden_ratio > 0:
-            raise ValueError(f'ProTune.hidden_ratio must be a number > 0, got '
-                             f'{hidden_ratio!r}')
-        for field, value in (('kernel_size', kernel_size), ('groups', groups),
-                             ('se_ratio', se_ratio)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'ProTune.{field} must be a positive int, got {value!r}')
-        if kernel_size % 2 == 0:
-            raise ValueError(f'ProTune.kernel_size must be odd (same-size output), '
-                             f'got {kernel_size}')
-        if se_act not in SE_ACTIVATIONS:
-            raise ValueError(f'ProTune.se_act must be one of {sorted(SE_ACTIVATIONS)}, '
-                             f'got {se_act!r}')
-        if scale not in ('channel', 'scalar'):
-            raise ValueError(f"ProTune.scale must be 'channel' or 'scalar', got {scale!r}")
-        adapter = None
-        if stage_modules is not None:
-            if isinstance(stage_modules, str) or not all(
-                    isinstance(n, str) and n for n in stage_modules):
-                raise TypeError('ProTune.stage_modules must be a list of module paths '
-                                f"such as ['layer1', 'stages.0'], got {stage_modules!r}")
-            place = place or ModuleStagesAdapter.protune_place
-            adapter = functools.partial(ModuleStagesAdapter, names=stage_modules,
-                                        place=place)
-        super().__init__(backbone, pretrained=pretrained, init_cfg=init_cfg,
-                         memory_efficient=memory_efficient, adapter=adapter)
-        if stage_modules is None:  # recorded only when used: older packs match
-            self._method_cfg.pop('stage_modules')
-        place = place or self.adapter.protune_place
+    @property
+    def place(self) -> str:
+        return self.config.place
+
+    @property
+    def stage_ids(self) -> List[int]:
+        return self.config.stages
+
+    def build_adapter(self):
+        names = self.config.stage_modules
+        if names is None:
+            return super().build_adapter()
+        return ModuleStagesAdapter(self.backbone, names=names,
+                                   place=self.config.place or ModuleStagesAdapter.protune_place)
+
+    def resolve(self, config: ProTuneConfig) -> ProTuneConfig:
+        place = config.place or self.adapter.protune_place
         self._stages = self.adapter.stages()
-        field = 'stages'
-        if stages is None and stage_modules is not None:
+        stages, field = config.stages, 'stages'
+        if stages is None and config.stage_modules is not None:
             # Modules named by the user are refused, not skipped, when dead.
             stages, field = list(range(len(self._stages))), 'stage_modules'
-        self.stage_ids = self._select(stages, place, field)
-        self.place = place
-        self.resolve_config(stages=self.stage_ids, place=place)
+        return dataclasses.replace(config, stages=self._select(stages, place, field),
+                                   place=place)
+
+    def extra_repr(self) -> str:
+        names = ', '.join(self._stages[i].name for i in self.stage_ids)
+        return f'{super().extra_repr()}, blocks at the {self.place} of: {names}'
 
     def _select(self, stages, place: str, field: str = 'stages') -> list:
         num = len(self._stages)
@@ -182,10 +201,6 @@ class ProTune(PromptMethod):
                     self.skipped[f'stage {i} ({self._stages[i].name})'] = (
                         f'its {place} reaches no feature the backbone returns')
             return [i for i, ok in enumerate(reaches) if ok]
-        if isinstance(stages, int) or not all(
-                isinstance(s, int) and not isinstance(s, bool) for s in stages):
-            raise TypeError(f'ProTune.stages must be a list of ints in [0, {num - 1}], '
-                            f'got {stages!r}')
         stages = sorted(set(stages))
         if not stages:
             raise ValueError(f'ProTune.stages is empty: give indices in [0, {num - 1}] '
@@ -223,17 +238,16 @@ class ProTune(PromptMethod):
 
     def _block(self, channels: int, i: int, name: str,
                branch: bool = False) -> ProTuneBlock:
-        cfg = self._method_cfg
-        groups = cfg['groups']
+        cfg = self.config
+        groups = cfg.groups
         if branch:  # one groups for branches 18, 36, 72, 144 wide (HRNet-W18)
             groups = math.gcd(groups, channels)
         if channels % groups:
             raise ValueError(f'ProTune.groups={groups} must divide the width '
                              f'{channels} of stage {i} ({name})')
-        hidden = max(groups, int(round(channels * cfg['hidden_ratio'] / groups))
-                     * groups)
-        return ProTuneBlock(channels, hidden, cfg['kernel_size'], groups,
-                            cfg['se_ratio'], cfg['scale'], cfg['se_act'])
+        hidden = max(groups, int(round(channels * cfg.hidden_ratio / groups)) * groups)
+        return ProTuneBlock(channels, hidden, cfg.kernel_size, groups, cfg.se_ratio,
+                            cfg.scale, cfg.se_act)
 
 
 class BranchBlocks(nn.ModuleList):

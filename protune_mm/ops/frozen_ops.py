@@ -1,4 +1,4 @@
-"""Lean forward/backward through a frozen ResNet-family backbone.
+"""Lean forward/backward through the frozen conv -> BN -> ReLU chains of a backbone.
 
 Prompt methods need the gradient of the loss with respect to the *input* of the
 frozen layers (it flows back to the first prompt), never with respect to their
@@ -6,8 +6,9 @@ weights. Plain autograd does not know that: every frozen conv keeps its input,
 every eval-mode BatchNorm keeps its input and every ReLU keeps its output, which is
 what made a prompt-tuned backbone use more memory than full fine-tuning.
 
-:func:`enable_frozen_ops` changes how the frozen conv -> BN -> ReLU chains of a
-ResNet-family backbone are computed, not what they compute:
+:func:`enable_frozen_ops` changes how the frozen conv -> BN -> ReLU chains that the
+backbone's adapter names (``conv_bn_pairs``; the ResNet family today) are computed,
+not what they compute:
 
 - conv followed by eval-mode BN runs as one autograd node whose forward is the
   stock conv then BN (the same ops, so the outputs are bit-identical to the bare
@@ -30,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..rebind import rebind_forward, unbind_forward
 
 #: attribute marking a module whose forward was rebound here.
 _MARK = '_protune_frozen_op'
@@ -188,55 +191,47 @@ def _foldable_bn(module) -> bool:
             and module.running_mean is not None)
 
 
-def conv_bn_pairs(backbone: nn.Module) -> List[Tuple[nn.Module, str, str]]:
-    """(owner, conv name, bn name) of the conv -> BN pairs of a ResNet-family
-    backbone where the BN is applied to the conv's output and to nothing else, by
-    construction of the mmdet/mmseg code: the stem ``conv1``/``norm1``,
-    ``convK``/``normK`` inside each block, and consecutive (conv, BN) entries of an
-    ``nn.Sequential`` (deep stem, downsample). Convs that are not plain ``Conv2d``
-    (DCN) and non-BN norms are left out."""
+def foldable_pairs(owner: nn.Module, candidates) -> List[Tuple[nn.Module, str, str]]:
+    """The (owner, conv name, bn name) of ``candidates`` (child-name pairs of
+    ``owner`` that an adapter knows to be conv -> BN with the BN applied to the
+    conv's output and nothing else) that the lean ops can fold: a plain ``Conv2d``
+    (not DCN & co.) and a BN with running statistics."""
     pairs = []
-    for owner in backbone.modules():
-        if isinstance(owner, nn.Sequential):
-            names = list(owner._modules)
-            candidates = list(zip(names[:-1], names[1:]))
-        else:
-            candidates = [(f'conv{k}', getattr(owner, f'norm{k}_name', None))
-                          for k in (1, 2, 3)]
-        for conv_name, bn_name in candidates:
-            conv = owner._modules.get(conv_name)
-            bn = owner._modules.get(bn_name) if bn_name else None
-            if _plain_conv(conv) and _foldable_bn(bn):
-                pairs.append((owner, conv_name, bn_name))
+    for conv_name, bn_name in candidates:
+        conv = owner._modules.get(conv_name)
+        bn = owner._modules.get(bn_name) if bn_name else None
+        if _plain_conv(conv) and _foldable_bn(bn):
+            pairs.append((owner, conv_name, bn_name))
     return pairs
 
 
-def enable_frozen_ops(backbone: nn.Module) -> int:
-    """Switch a frozen ResNet-family backbone to the lean frozen ops (see module
-    docstring); the backbone's adapter says whether they apply. Returns the
-    number of folded conv+BN pairs. A pair whose tensors require grad when it
-    runs computes the stock way."""
-    pairs = conv_bn_pairs(backbone)
+def enable_frozen_ops(backbone: nn.Module,
+                      pairs: List[Tuple[nn.Module, str, str]]) -> int:
+    """Switch a frozen backbone to the lean frozen ops (see module docstring):
+    ``pairs`` are its foldable conv -> BN pairs, which only its adapter knows
+    (``adapter.conv_bn_pairs()``); every ``nn.ReLU`` saves a mask. Returns the
+    number of folded pairs. A pair whose tensors require grad when it runs
+    computes the stock way."""
     for owner, conv_name, bn_name in pairs:
         conv, bn = owner._modules[conv_name], owner._modules[bn_name]
-        conv.forward = functools.partial(_conv_bn_forward, conv, owner, conv_name,
-                                         bn_name)
-        bn.forward = functools.partial(_folded_bn_forward, bn, owner, conv_name,
-                                       bn_name)
-        setattr(conv, _MARK, True)
-        setattr(bn, _MARK, True)
+        _rebind(conv, functools.partial(_conv_bn_forward, conv, owner, conv_name, bn_name))
+        _rebind(bn, functools.partial(_folded_bn_forward, bn, owner, conv_name, bn_name))
     for module in backbone.modules():
         if type(module) is nn.ReLU:
-            module.forward = functools.partial(_relu_forward, module)
-            setattr(module, _MARK, True)
+            _rebind(module, functools.partial(_relu_forward, module))
     return len(pairs)
+
+
+def _rebind(module: nn.Module, forward) -> None:
+    rebind_forward(module, forward)
+    setattr(module, _MARK, True)
 
 
 def disable_frozen_ops(backbone: nn.Module) -> None:
     """Undo :func:`enable_frozen_ops`: every module computes with its class forward."""
     for module in backbone.modules():
         if module.__dict__.pop(_MARK, False):
-            module.__dict__.pop('forward', None)
+            unbind_forward(module)
 
 
 def frozen_ops_enabled(backbone: nn.Module) -> bool:

@@ -18,14 +18,18 @@ In a batch padded to a common shape, each image's prompts surround its own regio
 data samples' ``img_shape`` from the model's forward to these prompts (the
 runtime hook ``ImageRegionHook`` does it for runners).
 """
+import functools
 import math
+import warnings
+import weakref
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vpt import VPT, PromptHolder
+from ...rebind import Handle
+from .common import Built, Mechanism, PromptHolder
 
 # Normalisation of pad prompt pixels (ImageNet, [0, 1] RGB), as in the official
 # code's prompt_norm; equal to mmdet/mmseg's default mean/std on 0-255 images.
@@ -42,8 +46,8 @@ def pad_border(num_tokens: int, pad_align: int) -> int:
 def largest_stride(backbone: nn.Module) -> int:
     """The largest output stride of ``backbone`` (a power of two), from one probe
     forward on a 256 px image (512 if it refuses that)."""
-    from ..adapters.modules import probe_forward
-    from ..check import _features
+    from ...adapters.modules import probe_forward
+    from ...check import _features
     out, size = probe_forward(backbone, (256, 512), channels=[3],
                               what='VPT pad prompts: the probe forward (to find the '
                               'largest output stride; or set VPT.pad_align)')
@@ -55,28 +59,95 @@ def _power_of_two(ratio: float) -> int:
     return 2 ** max(0, round(math.log2(ratio)))
 
 
-def inject_pad_prompts(method) -> list:
-    p, base = method.num_tokens, method.pad_base
-    # Official shapes and init: uniform [0, 1) RGB (normalised when used); the
-    # top/bottom rows span the corners.
-    method.prompts['pad_tb'] = PromptHolder(nn.Parameter(torch.rand(1, 3, 2 * p,
-                                                                    base + 2 * p)))
-    method.prompts['pad_lr'] = PromptHolder(nn.Parameter(torch.rand(1, 3, base, 2 * p)))
-    pad = PadPrompts(method)
-    backbone = method.backbone
-    return [backbone.register_forward_pre_hook(pad.enlarge),
-            backbone.register_forward_hook(pad.crop)]
+class PadPrompts(Mechanism):
+    """The pad mechanism: its options, its two prompts, and the two hooks on the
+    backbone that enlarge the input with the prompt border, then crop every
+    output back to the image's cells. It also holds where each image of the
+    current batch is (:attr:`image_regions`, bound by :func:`bind_image_regions`).
+    """
+    name = 'pad'
+    location = 'pad'
+    dropout = 0.0  # the official code has none on pad prompts
 
+    def __init__(self, adapter, sites):
+        super().__init__(adapter, sites)
+        #: each image's (h, w) in the current batch, set for the duration of a
+        #: forward by :func:`bind_image_regions`; None: the whole input tensor
+        #: is the image.
+        self.image_regions = None
+        self._region_root = None
+        self._region_handles = []
+        self._warned_unbound = False
 
-class PadPrompts:
-    """The two hooks on the backbone: enlarge the input with the prompt border,
-    then crop every output back to the image's cells."""
+    @classmethod
+    def sites_of(cls, adapter):
+        return adapter.backbone  # acts on the input alone: any image backbone
 
-    def __init__(self, method):
-        self.method = method
-        self.width = method.num_tokens
-        self.border = pad_border(method.num_tokens, method.pad_align)
+    def resolve(self, config, backbone: str) -> dict:
+        if config.deep:
+            raise ValueError('VPT.deep=True needs a backbone made of blocks (ViT, '
+                             f'Swin); {backbone} takes pad prompts: set deep=False or '
+                             'leave it None')
+        pad_align = config.pad_align
+        if config.num_tokens and pad_align is None:
+            pad_align = max(32, largest_stride(self.adapter.backbone))
+        return dict(deep=False, pad_align=pad_align)
 
+    def build(self, config, method) -> Built:
+        p, base = config.num_tokens, config.pad_base
+        self.method, self.width, self.pad_align = method, p, config.pad_align
+        self.border = pad_border(p, config.pad_align)
+        # Official shapes and init: uniform [0, 1) RGB (normalised when used); the
+        # top/bottom rows span the corners.
+        tb = nn.Parameter(torch.rand(1, 3, 2 * p, base + 2 * p))
+        lr = nn.Parameter(torch.rand(1, 3, base, 2 * p))
+        prompts = {'pad_tb': PromptHolder(tb), 'pad_lr': PromptHolder(lr)}
+        backbone = self.adapter.backbone
+        handles = [backbone.register_forward_pre_hook(self.enlarge),
+                   backbone.register_forward_hook(self.crop),
+                   Handle(functools.partial(PadPrompts.unbind_regions, self))]
+        return Built(prompts, handles, {})
+
+    def describe(self) -> str:
+        border = getattr(self, 'border', None)
+        return 'pad prompts around the input' + (f' (image at a {border} px offset)'
+                                                  if border else '')
+
+    def report_notes(self) -> list:
+        o = self.border
+
+        def ratio(h, w):
+            return (h + 2 * o) * (w + 2 * o) / (h * w)
+        return [f'VPT pad prompts ({self.width} px) put each image at a {o} px '
+                f'offset: the backbone computes on (H+{2 * o}) x (W+{2 * o}) pixels, '
+                f'{ratio(512, 512):.2f}x at 512x512, {ratio(800, 1333):.2f}x at 800x1333']
+
+    # -- where each image is -------------------------------------------------------
+    def region_source(self):
+        """The model whose forward passes image regions to these prompts, if any."""
+        return self._region_root() if self._region_root is not None else None
+
+    def bind_regions_to(self, model: nn.Module, handles: list) -> None:
+        self._region_root = weakref.ref(model)
+        self._region_handles.extend(handles)
+
+    def unbind_regions(self) -> None:
+        for handle in self._region_handles:
+            handle.remove()
+        self._region_handles, self._region_root = [], None
+
+    def warn_unbound(self) -> None:
+        if self._warned_unbound:
+            return
+        self._warned_unbound = True
+        warnings.warn(
+            'VPT pad prompts have no image regions bound, so they surround the whole '
+            'input tensor: in a batch padded to a common shape, smaller images get '
+            'their bottom/right border on the padding. Runners bind them through '
+            "protune_mm's runtime hooks (configs/_base_/protune_runtime.py); for "
+            'inferencers call protune_mm.bind_image_regions(model).', stacklevel=3)
+
+    # -- the hooks -----------------------------------------------------------------
     def _pixels(self, name: str, size: Tuple[int, int], like: torch.Tensor):
         """Prompt ``name`` (dropped out, ImageNet-normalised) at ``size``."""
         prompt = self.method.dropped(self.method.prompts[name], like)
@@ -91,9 +162,9 @@ class PadPrompts:
 
     def _regions(self, x: torch.Tensor) -> List[Tuple[int, int]]:
         b, _, h, w = x.shape
-        regions = self.method.image_regions
+        regions = self.image_regions
         if regions is None:
-            self.method.warn_unbound()
+            self.warn_unbound()
             return [(h, w)] * b
         if len(regions) != b:
             raise ValueError(f'VPT pad prompts: {len(regions)} image regions were '
@@ -148,7 +219,7 @@ class PadPrompts:
                 f'an input of {size} px is not at a stride dividing the border of '
                 f'{self.border} px, so it cannot be cropped back to the image exactly; '
                 'set VPT.pad_align to a multiple of the backbone\'s largest output '
-                f'stride (now {self.method.pad_align})')
+                f'stride (now {self.pad_align})')
         k = self.border // stride
         return y[..., k:y.shape[-2] - k, k:y.shape[-1] - k]
 
@@ -180,10 +251,6 @@ def _map_features(out, fn):
                     f'backbone returned {type(out).__name__}')
 
 
-def pad_methods(model: nn.Module) -> list:
-    return [m for m in model.modules() if isinstance(m, VPT) and m.mechanism == 'pad']
-
-
 def bind_image_regions(model: nn.Module) -> list:
     """Let the VPT pad prompts inside ``model`` (an mmdet detector or mmseg
     segmentor) put each image's border around its own region.
@@ -192,8 +259,10 @@ def bind_image_regions(model: nn.Module) -> list:
     duration of the call. Binding twice is a no-op. Returns the hook handles
     (empty if ``model`` has no pad prompts or is bound already).
     """
-    methods = [m for m in pad_methods(model) if m.region_source() is not model]
-    if not methods:
+    pads = [m.mechanism for m in model.modules()
+               if isinstance(getattr(m, 'mechanism', None), PadPrompts)
+               and m.mechanism.region_source() is not model]
+    if not pads:
         return []
 
     def before(module, args, kwargs):
@@ -201,15 +270,15 @@ def bind_image_regions(model: nn.Module) -> list:
         regions = None
         if samples and all('img_shape' in s.metainfo for s in samples):
             regions = [tuple(s.metainfo['img_shape'][:2]) for s in samples]
-        for m in methods:
+        for m in pads:
             m.image_regions = regions
 
     def after(module, args, kwargs, output):
-        for m in methods:
+        for m in pads:
             m.image_regions = None
 
     handles = [model.register_forward_pre_hook(before, with_kwargs=True),
                model.register_forward_hook(after, with_kwargs=True, always_call=True)]
-    for m in methods:
+    for m in pads:
         m.bind_regions_to(model, handles)
     return handles

@@ -10,7 +10,7 @@ prompt, without position bias.
 
 How it hooks in: the ``forward`` of each window attention the adapter names
 (Swin: each block's frozen ``attn.w_msa``, a ``WindowMSA``) is replaced, on that
-instance only, by a :class:`PromptedWindowMSA` object. Why this rather than the alternatives:
+instance only (``protune_mm.rebind``), by a :class:`PromptedWindowMSA` object. Why this rather than the alternatives:
 
 - no module is added, renamed or re-parented inside the backbone, so its
   state-dict keys (and pretrained Swin checkpoints, prompt packs) are unchanged
@@ -23,42 +23,33 @@ instance only, by a :class:`PromptedWindowMSA` object. Why this rather than the 
   ``__class__`` instead would need one subclass per library made at run time,
   which pickle cannot find.
 """
-import functools
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Handle
-from .vpt import PromptHolder, vpt_init_bound
+from ...rebind import rebind_forward
+from .common import DeepOnly
 
 
-def inject_window_prompts(method) -> list:
-    """Prompts ``method.prompts[site.name].prompt`` of shape ``(1, num_tokens, C)``
-    for every window site (Swin: ``stage{i}_block{j}``), initialised
-    uniform(-v, v) with ``v = vpt_init_bound(patch_size, C)`` (``C`` the width of
-    the stage; the official code uses the stage-0 width for every stage, a
-    slightly wider init for the later, wider stages).
+class WindowPrompts(DeepOnly):
+    """Prompts ``(1, num_tokens, C)`` for every window site (Swin:
+    ``stage{i}_block{j}``), initialised uniform(-v, v) with ``v =
+    vpt_init_bound(patch_size, C)`` (``C`` the width of the stage; the official
+    code uses the stage-0 width for every stage, a slightly wider init for the
+    later, wider stages).
 
-    VPT-shallow is refused by the method: in the official code shallow Swin
-    prompts are carried through every block *and* every patch merging, which
-    would need the whole backbone forward rewritten.
+    VPT-shallow is refused: in the official code shallow Swin prompts are carried
+    through every block *and* every patch merging, which would need the whole
+    backbone forward rewritten.
     """
-    handles = []
-    for site in method.adapter.window_sites():
-        prompt = nn.Parameter(torch.empty(1, method.num_tokens, site.width))
-        bound = vpt_init_bound(site.patch_size, site.width)
-        nn.init.uniform_(prompt, -bound, bound)
-        method.prompts[site.name] = PromptHolder(prompt)
-        # An instance attribute shadows the class's forward; Module.__call__
-        # (and its hooks) call it as usual.
-        site.attn.forward = PromptedWindowMSA(site.attn, site.norm, method, site.name)
-        handles.append(Handle(functools.partial(_unbind_forward, site.attn)))
-    return handles
+    name, capability = 'window', 'window_sites'
+    shallow_refusal = ('VPT.deep must be True for window-attention backbones (Swin: '
+                       'VPT-deep, own prompts in every block); VPT-shallow is not '
+                       'supported there, got deep=False')
 
-
-def _unbind_forward(module: nn.Module) -> None:
-    module.__dict__.pop('forward', None)
+    def attach(self, site, method):
+        return rebind_forward(site.attn, PromptedWindowMSA(site.attn, site.norm,
+                                                           method, site.name))
 
 
 class PromptedWindowMSA:
@@ -100,18 +91,17 @@ class PromptedWindowMSA:
         k = torch.cat([pkv[1].expand(bw, -1, -1, -1), k], dim=2)
         v = torch.cat([pkv[2].expand(bw, -1, -1, -1), v], dim=2)
 
-        attn = (q * m.scale) @ k.transpose(-2, -1)  # (bw, heads, n, p + n)
         bias = m.relative_position_bias_table[m.relative_position_index.view(-1)]
         bias = bias.view(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
         # Zero bias and zero mask for the prompt columns: every token sees every
         # prompt, with no position bias.
-        attn = attn + F.pad(bias, (p, 0)).unsqueeze(0)
+        bias = F.pad(bias, (p, 0)).unsqueeze(0)  # (1, heads, n, p + n)
         if mask is not None:
             nw = mask.shape[0]
-            attn = attn.view(bw // nw, nw, heads, n, p + n) + \
-                F.pad(mask, (p, 0)).unsqueeze(1).unsqueeze(0)
-            attn = attn.view(-1, heads, n, p + n)
-        attn = m.attn_drop(m.softmax(attn))
-
-        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+            bias = (bias.unsqueeze(0) + F.pad(mask, (p, 0)).unsqueeze(1).unsqueeze(0)
+                    ).expand(bw // nw, -1, -1, -1, -1).reshape(bw, heads, n, p + n)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype), scale=m.scale,
+            dropout_p=m.attn_drop.p if m.training else 0.0)
+        x = x.transpose(1, 2).reshape(bw, n, c)
         return m.proj_drop(m.proj(x))

@@ -7,28 +7,24 @@ through) by a forward pre-hook on its ``torch.nn.MultiheadAttention``: every
 patch token attends to the prompts. This is VPT-deep's effect on the patch
 tokens: a prompt token prepended to a block's input reaches them only through
 its key and value, and its own output is replaced by the next block's prompts
-(see ``adapters/pyramid.py`` for why the prompts cannot join the token sequence
-of these backbones). Nothing inside the backbone is replaced or re-parented.
+(the pyramid adapter says why the prompts cannot join the token sequence of
+these backbones). Nothing inside the backbone is replaced or re-parented.
 """
 import torch
 import torch.nn as nn
 
-from .vpt import PromptHolder, vpt_init_bound
+from .common import DeepOnly
 
 
-def inject_kv_prompts(method) -> list:
-    """Prompts ``method.prompts[site.name].prompt`` of shape ``(1, num_tokens, C)``,
-    initialised uniform(-v, v) with ``v = vpt_init_bound(patch_size, C)`` as the
-    window prompts."""
-    handles = []
-    for site in method.adapter.kv_sites():
-        prompt = nn.Parameter(torch.empty(1, method.num_tokens, site.width))
-        bound = vpt_init_bound(site.patch_size, site.width)
-        nn.init.uniform_(prompt, -bound, bound)
-        method.prompts[site.name] = PromptHolder(prompt)
-        hook = _KeyValuePromptHook(method, site.name, site.norm)
-        handles.append(site.attn.register_forward_pre_hook(hook, with_kwargs=True))
-    return handles
+class KeyValuePrompts(DeepOnly):
+    name, capability = 'kv', 'kv_sites'
+    shallow_refusal = ('VPT.deep must be True for spatial-reduction attention backbones '
+                       '({backbone}: own key/value prompts in every block); VPT-shallow '
+                       'is not supported there, got deep=False')
+
+    def attach(self, site, method):
+        return site.attn.register_forward_pre_hook(
+            _KeyValuePromptHook(method, site.name, site.norm), with_kwargs=True)
 
 
 class _KeyValuePromptHook:
