@@ -1,5 +1,6 @@
 # VPT-deep prompts on a frozen ImageNet-1k Swin-T in Mask R-CNN on COCO 2017; data/schedule/AdamW from mmdet's mask-rcnn_swin-t-p4-w7_fpn_1x_coco, lr doubled here.
-_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/protune_runtime.py']
+_base_ = ['mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
+          '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
 
 model = dict(
     backbone=dict(
@@ -16,6 +17,4 @@ model = dict(
 
 # Stock AdamW; lr 1e-4 -> 2e-4 as only prompts, FPN and heads learn. Prompts get
 # no weight decay, as in VPT. Not tuned here (no GPU).
-optim_wrapper = dict(
-    optimizer=dict(lr=2e-4),
-    paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
+optim_wrapper = dict(optimizer=dict(lr=2e-4), paramwise_cfg=_base_.pop('protune_optim').vpt)

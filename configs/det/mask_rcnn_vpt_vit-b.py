@@ -1,5 +1,6 @@
 # VPT-deep prompts on a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in Mask R-CNN on COCO 2017; data/1x schedule from mmdet's mask-rcnn_r50_fpn_1x_coco, AdamW as mask_rcnn_protune_r50.py.
-_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '../_base_/protune_runtime.py']
+_base_ = ['mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+          '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
 
 model = dict(
     backbone=dict(
@@ -20,10 +21,5 @@ model = dict(
         dropout=0.1),
     neck=dict(in_channels=[768, 768, 768, 768]))
 
-# AdamW lr 2e-4 as the other configs here (2x mmdet's Swin-T AdamW lr, only the
-# new parts learn); prompts get no weight decay, as in VPT. Not tuned here.
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
+# AdamW lr 2e-4 as the other configs here; prompts get no weight decay, as in VPT.
+optim_wrapper = _base_.pop('protune_optim').det_vpt

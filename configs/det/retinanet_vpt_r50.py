@@ -1,5 +1,6 @@
 # VPT pad prompts (learned border pixels) on a frozen ImageNet ResNet-50 in RetinaNet on COCO 2017; data/schedule from mmdet's retinanet_r50_fpn_1x_coco, AdamW as mask_rcnn_protune_r50.py.
-_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '../_base_/protune_runtime.py']
+_base_ = ['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+          '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
 
 model = dict(
     backbone=dict(
@@ -17,8 +18,4 @@ model = dict(
 
 # AdamW lr 2e-4 instead of the stock SGD (see mask_rcnn_protune_r50.py); prompts
 # get no weight decay, as in VPT.
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
+optim_wrapper = _base_.pop('protune_optim').det_vpt

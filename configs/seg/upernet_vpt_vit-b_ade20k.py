@@ -1,5 +1,6 @@
 # VPT-deep prompts on a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in UPerNet on ADE20K; data/160k schedule from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW as upernet_protune_r50_ade20k.py.
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+          '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
 
 model = dict(
     pretrained=None,
@@ -23,14 +24,6 @@ model = dict(
     auxiliary_head=dict(in_channels=768))
 
 # AdamW lr 1.2e-4 + warm-up/poly as upernet_protune_r50_ade20k.py; prompts get
-# no weight decay, as in VPT. Not tuned here (no GPU).
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(custom_keys={'backbone.prompts': dict(decay_mult=0.)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
-         by_epoch=False),
-]
+# no weight decay, as in VPT.
+param_scheduler = _base_.protune_optim.seg_schedule
+optim_wrapper = _base_.pop('protune_optim').seg_vpt
