@@ -5,11 +5,11 @@
 #
 # mmengine refuses a key that two bases define, and every stock config defines
 # optim_wrapper and param_scheduler, so this file defines one helper,
-# protune_optim, and a config that lists it in _base_ takes an entry:
+# protune_optim, whose entries a config that lists the file in _base_ takes:
 #     optim_wrapper = _base_.pop('protune_optim').det_protune
-# pop rather than a plain read on the config's last use, so the helper does not
-# stay in the resolved config. Any part can be overridden as usual, in that
-# config or in one that inherits it: optim_wrapper = dict(optimizer=dict(lr=1e-3)).
+# The config's last use of the helper pops it, so that the helper does not stay in
+# the resolved config. Any part can be overridden as usual, in that config or in
+# one that inherits it: optim_wrapper = dict(optimizer=dict(lr=1e-3)).
 protune_optim = dict(
     # AdamW of mmdet's Swin-T Mask R-CNN (mask-rcnn_swin-t-p4-w7_fpn_1x_coco:
     # lr 1e-4, wd 0.05, batch 16) with lr 2e-4, in place of the stock SGD.

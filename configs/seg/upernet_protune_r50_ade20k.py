@@ -1,20 +1,13 @@
 # Pro-tuning of a frozen ImageNet ResNet-50-V1c in UPerNet on ADE20K (512x512 crops, 160k iters); data/schedule length from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW + poly from mmseg's Swin-T UPerNet.
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
-          '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py', '../_base_/protune_optim.py']
 
-model = dict(
-    # The stock model.pretrained becomes the inner backbone's init_cfg (below).
-    pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='protune_mm.ProTune',
-        # The stock backbone as it is: the wrapper freezes all of it and keeps it
-        # in eval mode (so frozen_stages, norm_eval and drop-path no longer act).
-        backbone=dict(_base_.model.backbone, init_cfg=dict(
-            type='Pretrained', checkpoint=_base_.model.pretrained)),
-        stages=[0, 1, 2, 3],
-        place='input',
-        hidden_ratio=0.5))
+# The stock backbone in ProTune, blocks as in ../det/mask_rcnn_protune_r50.py. The
+# stock model.pretrained becomes its init_cfg (the wrapper takes no pretrained).
+model = dict(pretrained=None, backbone=dict(
+    _delete_=True, type='protune_mm.ProTune',
+    backbone=dict(_base_.model.backbone,
+                  init_cfg=dict(type='Pretrained', checkpoint=_base_.model.pretrained)),
+    stages=[0, 1, 2, 3], place='input', hidden_ratio=0.5))
 
 # AdamW and warm-up + linear poly decay of mmseg's Swin-T UPerNet with lr 1.2e-4
 # instead of the stock SGD, no weight decay on the ProTune output scales
