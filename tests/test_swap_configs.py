@@ -14,7 +14,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.registry import DefaultScope
 
 import protune_mm  # noqa: F401  (what custom_imports does in a config)
-from conftest import sync_bn_to_bn
+from conftest import REPO, sync_bn_to_bn
 from protune_mm import FrozenBackboneWrapper
 
 pytest.importorskip('mmdet')
@@ -165,3 +165,37 @@ def test_segmentation_config_with_wrapped_backbone_trains(config, decode_head):
     assert type(wrapper.backbone).__name__ == 'ResNetV1c'
     assert wrapper.backbone_cfg['init_cfg'] == dict(type='Pretrained',
                                                    checkpoint=stock_pretrained)
+
+
+def test_user_config_takes_the_base_optimizer_and_overrides_it(tmp_path):
+    """A user's config over a stock one lists configs/_base_/protune_runtime.py and
+    protune_optim.py, takes the det ProTune optimizer and changes its lr and one
+    prompt scale's decay: the optimizer built from it has exactly that."""
+    from mmengine.optim import build_optim_wrapper
+    base = osp.join(REPO, 'configs', '_base_')
+    user = tmp_path / 'user.py'
+    user.write_text(
+        "_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',\n"
+        f"          {osp.join(base, 'protune_runtime.py')!r},\n"
+        f"          {osp.join(base, 'protune_optim.py')!r}]\n"
+        "model = dict(backbone=dict(_delete_=True, type='protune_mm.ProTune',\n"
+        "                           backbone=_base_.model.backbone, stages=[0, 1, 2, 3]))\n"
+        "optim_wrapper = _base_.pop('protune_optim').det_protune\n"
+        "optim_wrapper.optimizer.lr = 1e-3\n"
+        "optim_wrapper.paramwise_cfg.custom_keys['backbone.prompts.0.scale'] = "
+        "dict(decay_mult=1.)\n")
+    cfg = Config.fromfile(str(user))
+    cfg.model.backbone.backbone.update(depth=18, init_cfg=None)
+    cfg.model.neck.in_channels = R18_CHANNELS
+    shrink_two_stage(cfg.model)
+    registry = importlib.import_module('mmdet.registry').MODELS
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = registry.build(cfg.model)
+        optim = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    assert type(optim).__name__ == 'AdamW'  # not the stock SGD
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = {names[id(p)]: g for g in optim.param_groups for p in g['params']}
+    assert {g['lr'] for g in groups.values()} == {1e-3}
+    decay = {n: g['weight_decay'] for n, g in groups.items()}
+    assert decay['backbone.prompts.0.scale'] == decay['neck.fpn_convs.0.conv.weight'] == 0.05
+    assert [decay[f'backbone.prompts.{i}.scale'] for i in (1, 2, 3)] == [0.0] * 3

@@ -1,26 +1,8 @@
 #!/usr/bin/env bash
 # Distributed testing on one machine: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
 set -euo pipefail
-if [[ $# -lt 3 ]]; then
-  echo "usage: $0 CONFIG CHECKPOINT GPUS [tools/test.py arguments]" >&2
-  exit 2
-fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-python -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
-    --launcher pytorch "${@:4}"
+# shellcheck source=tools/launch_common.sh
+source "$(dirname "$0")/launch_common.sh"
+need_args 3 "CONFIG CHECKPOINT GPUS [tools/test.py arguments]" "$@"
+CONFIG=$1 CHECKPOINT=$2 GPUS=$3
+dist_run "$GPUS" "$TOOLS_DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${@:4}"

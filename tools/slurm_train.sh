@@ -3,10 +3,9 @@
 #   GPUS=16 bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args]
 # Knobs: GPUS (total, default 8), GPUS_PER_NODE (8), CPUS_PER_TASK (5), SRUN_ARGS.
 set -euxo pipefail
-if [[ $# -lt 4 ]]; then
-  echo "usage: $0 PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py arguments]" >&2
-  exit 2
-fi
+# shellcheck source=tools/launch_common.sh
+source "$(dirname "$0")/launch_common.sh"
+need_args 4 "PARTITION JOB_NAME CONFIG WORK_DIR [tools/train.py arguments]" "$@"
 PARTITION=$1
 JOB_NAME=$2
 CONFIG=$3
@@ -18,7 +17,6 @@ SRUN_ARGS=${SRUN_ARGS:-""}
 PY_ARGS=${@:5}
 
 # shellcheck disable=SC2086
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
 srun -p "${PARTITION}" \
     --job-name="${JOB_NAME}" \
     --gres=gpu:"${GPUS_PER_NODE}" \
@@ -27,4 +25,4 @@ srun -p "${PARTITION}" \
     --cpus-per-task="${CPUS_PER_TASK}" \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    python -u "$(dirname "$0")/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" --launcher="slurm" ${PY_ARGS}
+    python -u "$TOOLS_DIR/train.py" "${CONFIG}" --work-dir="${WORK_DIR}" --launcher="slurm" ${PY_ARGS}

@@ -1,5 +1,5 @@
 # Pro-tuning of a frozen ImageNet-1k ConvNeXt-T (mmpretrain) in Mask R-CNN on COCO 2017; data/schedule from mmdet's mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco, AdamW lr doubled here.
-_base_ = 'mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py'
+_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py', '../_base_/protune_optim.py']
 
 # ../_base_/protune_runtime.py cannot be a second base here: mmengine refuses a key
 # defined by two bases, and the stock config defines custom_imports too (lists are
@@ -12,29 +12,16 @@ custom_hooks = _base_.get('custom_hooks', []) + [
     dict(type='protune_mm.ImageRegionHook'),
 ]
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='protune_mm.ProTune',
-        # The stock backbone as it is (mmpretrain.ConvNeXt, its 4 stages returned as
-        # maps): the wrapper freezes all of it and keeps it in eval mode (so
-        # drop_path_rate no longer acts).
-        backbone=_base_.model.backbone,
-        # A prompt block at the input of each stage (after its downsampling).
-        stages=[0, 1, 2, 3],
-        place='input',
-        hidden_ratio=0.5))
+# The stock backbone (mmpretrain.ConvNeXt, its 4 stages returned as maps) in
+# ProTune, frozen and in eval mode (drop_path_rate no longer acts): a prompt block
+# at the input of each stage (after its downsampling).
+model = dict(backbone=dict(_delete_=True, type='protune_mm.ProTune',
+                           backbone=_base_.model.backbone,
+                           stages=[0, 1, 2, 3], place='input', hidden_ratio=0.5))
 
-# Stock AdamW (lr 1e-4, wd 0.05, betas (0.9, 0.999)) with lr doubled to 2e-4 as only
-# the new parts (prompts, FPN, heads) learn. The stock layer-wise lr decay (mmdet's
+# Stock AdamW (lr 1e-4, wd 0.05) with lr doubled to 2e-4 as elsewhere here
+# (../_base_/protune_optim.py). The stock layer-wise lr decay (mmdet's
 # LearningRateDecayOptimizerConstructor) scales backbone layers, which are frozen
 # here, and ignores custom_keys, so the default constructor is used. fp32 optimizer
-# wrapper: train with --amp for the stock config's mixed precision. Not tuned here
-# (no GPU).
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    # ProTune output scales start at 0; decay would pull blocks back to identity.
-    paramwise_cfg=dict(custom_keys={
-        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))
+# wrapper: train with --amp for the stock config's mixed precision.
+optim_wrapper = _base_.pop('protune_optim').det_protune

@@ -1,18 +1,12 @@
 # Pro-tuning of a frozen ImageNet-1k MiT-B0 in SegFormer on ADE20K (512x512 crops, 160k iters); data/schedule/AdamW from mmseg's segformer_mit-b0_8xb2-160k_ade20k-512x512.
 _base_ = ['mmseg::segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
 
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='protune_mm.ProTune',
-        # The stock MiT-B0 as it is (weights from its init_cfg); the wrapper
-        # freezes all of it and keeps it in eval mode (drop-path off). One
-        # prompt block at the input of each of its 4 stages (widths 32, 64,
-        # 160, 256).
-        backbone=_base_.model.backbone,
-        stages=[0, 1, 2, 3],
-        place='input',
-        hidden_ratio=0.5))
+# The stock MiT-B0 (weights from its init_cfg) in ProTune, frozen and in eval mode
+# (drop-path off): one prompt block at the input of each of its 4 stages (widths
+# 32, 64, 160, 256).
+model = dict(backbone=dict(_delete_=True, type='protune_mm.ProTune',
+                           backbone=_base_.model.backbone,
+                           stages=[0, 1, 2, 3], place='input', hidden_ratio=0.5))
 
 # Stock AdamW (lr 6e-5, decode head x10, no decay on norms) and schedule; the
 # prompt blocks are new like the head, so they get the head's x10. ProTune output

@@ -1,37 +1,17 @@
 # Pro-tuning of a frozen ImageNet-21k/1k ViT-B/16 (timm vit_base_patch16_224) in UPerNet on ADE20K; data/160k schedule from mmseg's upernet_r50_4xb4-160k_ade20k-512x512, AdamW as upernet_protune_r50_ade20k.py.
-_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py', '../_base_/protune_runtime.py']
+_base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+          '../_base_/protune_runtime.py', '../_base_/protune_optim.py', '../_base_/timm_vit-b.py']
 
+# ViT-B/16 (../_base_/timm_vit-b.py) in place of the stock ResNet, in ProTune: one
+# block per group of 3 transformer blocks, on the group's output (the ViT default:
+# better than the input in the transfer study, README).
 model = dict(
     pretrained=None,
-    backbone=dict(
-        _delete_=True,
-        type='protune_mm.ProTune',
-        # The backbone of upernet_vpt_vit-b_ade20k.py: outputs of blocks 2, 5, 8,
-        # 11 resampled to strides 4/8/16/32 without parameters.
-        backbone=dict(
-            type='protune_mm.TimmViT',
-            model_name='vit_base_patch16_224',
-            init_cfg=dict(type='Pretrained',
-                          checkpoint='timm://vit_base_patch16_224')),
-        # One block per group of 3 transformer blocks, on the group's output (the
-        # ViT default: better than the input in the transfer study, README).
-        stages=[0, 1, 2, 3],
-        place='output',
-        hidden_ratio=0.5),
+    backbone=dict(_delete_=True, type='protune_mm.ProTune', backbone=_base_.pop('timm_vit_b'),
+                  stages=[0, 1, 2, 3], place='output', hidden_ratio=0.5),
     decode_head=dict(in_channels=[768, 768, 768, 768]),
     auxiliary_head=dict(in_channels=768))
 
-# AdamW lr 1.2e-4 + warm-up/poly as upernet_protune_r50_ade20k.py. Not tuned here
-# (no GPU).
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1.2e-4, betas=(0.9, 0.999), weight_decay=0.01),
-    # ProTune output scales start at 0; decay would pull blocks back to identity.
-    paramwise_cfg=dict(custom_keys={
-        f'backbone.prompts.{i}.scale': dict(decay_mult=0.) for i in range(4)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, begin=1500, end=160000,
-         by_epoch=False),
-]
+# AdamW lr 1.2e-4 + warm-up/poly as upernet_protune_r50_ade20k.py.
+param_scheduler = _base_.protune_optim.seg_schedule
+optim_wrapper = _base_.pop('protune_optim').seg_protune
