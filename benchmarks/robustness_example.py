@@ -1,4 +1,4 @@
-"""The README's robustness examples (section Robustness): a Pro-tuned UPerNet or
+"""The robustness examples of docs/robustness.md: a Pro-tuned UPerNet or
 Mask R-CNN, the real config shrunk as the tests shrink it (frozen ResNet-18 at a
 fixed random init saved as its 'pretrained' file, 128 px,
 protune_mm.cli.scaled_config.shrink), trained briefly on synthetic ADE20K / COCO

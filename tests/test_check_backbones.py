@@ -3,7 +3,7 @@ second config on the same backbone, checked once), a config without
 model.backbone, one that does not load, and a backbone with no adapter that also
 needs a larger input than the default check size.
 
-The full sweep over every stock config is not part of the tests (README, Tools).
+The full sweep over every stock config is not part of the tests (docs/tools.md).
 """
 import json
 import os

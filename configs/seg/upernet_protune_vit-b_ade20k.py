@@ -4,7 +4,7 @@ _base_ = ['mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
 
 # ViT-B/16 (../_base_/timm_vit-b.py) in place of the stock ResNet, in ProTune: one
 # block per group of 3 transformer blocks, on the group's output (the ViT default:
-# better than the input in the transfer study, README).
+# better than the input in the transfer study, docs/transfer_study.md).
 model = dict(
     pretrained=None,
     backbone=dict(_delete_=True, type='protune_mm.ProTune', backbone=_base_.pop('timm_vit_b'),
