@@ -81,6 +81,7 @@ def test_backbone_benchmark_prints_every_variant():
             if cells}
     assert list(rows) == ['variant', 'full', 'frozen', 'frozen+me', 'protune+me',
                           'protune_s123+me']
+    assert rows['variant'] == ['train s', 'train x', 'infer s', 'infer x']
     assert rows['full'][1] == '1.000' and rows['full'][3] == '1.000'
 
 
@@ -193,6 +194,11 @@ def test_backbone_ratios_are_medians_of_per_round_ratios_without_warmup():
     # Train ratios per round 0.5, 1.0, 0.5: median 0.5, where the ratio of the
     # medians (2.0 / 2.0) would say 1.0.
     assert out['frozen'] == (2.0, 0.5, 2.0, 1.0)
+    from protune_mm.cli.benchmark_backbone import format_table as backbone_table
+    rows = [cells for cells in map(table_cells, backbone_table(out).splitlines()) if cells]
+    assert rows == [['variant', 'train s', 'train x', 'infer s', 'infer x'],
+                    ['full', '2.000', '1.000', '2.000', '1.000'],
+                    ['frozen', '2.000', '0.500', '2.000', '1.000']]
 
 
 def test_size_is_square_or_width_x_height():

@@ -12,9 +12,9 @@ from protune_mm.benchmark import backbone as bench
 
 
 def format_table(summary: dict) -> str:
-    """Per variant: median train and infer seconds and their ratios to full."""
+    """Per variant: median train and infer seconds and their ratios (x) to full."""
     from prettytable import PrettyTable
-    table = PrettyTable(['variant', 'train s', 'ratio', 'infer s', 'ratio'], align='r')
+    table = PrettyTable(['variant', 'train s', 'train x', 'infer s', 'infer x'], align='r')
     table.align['variant'] = 'l'
     for name, cols in summary.items():
         table.add_row([name, *(f'{c:.3f}' for c in cols)])
@@ -42,7 +42,7 @@ def main(argv=None):
         for name, model in models.items():
             times[name].append(bench.time_round(name, model, x))
     print(f'ResNet-{args.depth}, batch {args.batch} x {args.size}^2, {args.threads} '
-          f'threads, {args.rounds - 1} rounds (+1 warm-up), medians; ratio = median '
+          f'threads, {args.rounds - 1} rounds (+1 warm-up), medians; x = median '
           'of per-round ratios to full')
     print(format_table(bench.summarise(times)))
 
