@@ -14,6 +14,17 @@ import pytest
 from conftest import REPO
 from protune_mm.benchmark import backbone as bench_backbone
 from protune_mm.benchmark import model as bench
+from protune_mm.benchmark.batch import parse_size, synthetic_batch
+from protune_mm.benchmark.report import aggregate, format_table
+from protune_mm.cli.benchmark import parse_args
+from protune_mm.sweep.methods import method_of, method_types
+
+
+def table_cells(line):
+    """The cells of a printed table row; [] for any other line."""
+    if not line.startswith('|'):
+        return []
+    return [c.strip() for c in line.strip('|').split('|')]
 
 
 @pytest.mark.slow
@@ -66,8 +77,11 @@ def test_backbone_benchmark_prints_every_variant():
          '--depth', '18', '--size', '64', '--rounds', '2', '--threads', '1'],
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {line.split()[0]: line.split()[1:] for line in proc.stdout.splitlines()[2:]}
-    assert list(rows) == ['full', 'frozen', 'frozen+me', 'protune+me', 'protune_s123+me']
+    rows = {cells[0]: cells[1:] for cells in map(table_cells, proc.stdout.splitlines())
+            if cells}
+    assert list(rows) == ['variant', 'full', 'frozen', 'frozen+me', 'protune+me',
+                          'protune_s123+me']
+    assert rows['variant'] == ['train s', 'train x', 'infer s', 'infer x']
     assert rows['full'][1] == '1.000' and rows['full'][3] == '1.000'
 
 
@@ -109,10 +123,30 @@ def test_model_config_wraps_the_stock_backbone_with_random_init():
     # One process has no process group: SyncBN becomes BN, in the backbone and the neck.
     assert full['backbone']['norm_cfg']['type'] == full['neck']['norm_cfg']['type'] == 'BN'
     vpt = bench.model_config(cfg, bench.parse_variant('vpt+me:{"num_tokens": 5}'))
-    # ResNet takes pad prompts: deep=False unless asked otherwise.
+    # VPT's own defaults: it resolves deep=False (pad prompts) on a ResNet itself.
     assert vpt['backbone'] == dict(type='protune_mm.VPT', backbone=full['backbone'],
-                                   num_tokens=5, deep=False, memory_efficient=True)
+                                   num_tokens=5, memory_efficient=True)
+    from mmengine.registry import MODELS, DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        built = MODELS.build(dict(vpt['backbone'], backbone=dict(full['backbone'], depth=18)))
+    assert built.mechanism == 'pad' and built.deep is False
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'  # the config is not edited
+
+
+def test_the_variants_are_the_registered_methods():
+    import protune_mm
+    assert method_types() == {'frozen': 'protune_mm.Frozen',
+                              'protune': 'protune_mm.ProTune', 'vpt': 'protune_mm.VPT'}
+    assert bench.variant_methods() == ['frozen', 'full', 'protune', 'vpt']
+    # A wrapper is known by what it is, however the config names it.
+    for type_ in ('protune_mm.ProTune', 'ProTune', protune_mm.ProTune):
+        assert method_of(type_) == 'protune'
+    for type_ in ('ResNet', 'mmdet.ResNet', 'nowhere.ResNet', protune_mm.TimmViT):
+        assert method_of(type_) is None
+    cfg = _config(dict(type=protune_mm.VPT, backbone=R50, num_tokens=3))
+    vpt = bench.model_config(cfg, bench.parse_variant('vpt'))
+    assert vpt['backbone']['type'] == 'protune_mm.VPT' and vpt['backbone']['num_tokens'] == 3
+    assert vpt['backbone']['backbone']['type'] == 'ResNet'
 
 
 def test_model_config_of_a_prompt_config_keeps_its_options_for_its_own_method():
@@ -130,7 +164,7 @@ def test_aggregate_takes_medians_over_rounds_in_first_seen_order():
     runs = [dict(variant='full', step_time_s=s, peak_mem_bytes=m, round=r)
             for r, (s, m) in enumerate([(3.0, 10), (1.0, 30), (2.0, 20)])]
     runs.insert(1, dict(variant='frozen', step_time_s=1.5, peak_mem_bytes=5, round=0))
-    agg = bench.aggregate(runs)
+    agg = aggregate(runs)
     assert list(agg) == ['full', 'frozen']
     assert (agg['full']['step_time_s'], agg['full']['peak_mem_bytes']) == (2.0, 20)
     assert (agg['full']['rounds'], agg['frozen']['rounds']) == (3, 1)
@@ -140,12 +174,16 @@ def test_aggregate_takes_medians_over_rounds_in_first_seen_order():
 def test_format_table_gives_ratios_to_the_reference():
     agg = {'full': dict(trainable_params=4e6, step_time_s=2.0),
            'frozen': dict(trainable_params=1e6, step_time_s=1.0)}
-    lines = bench.format_table(agg, 'full').splitlines()
-    assert lines[2].split() == ['full', '4.00M', '2.000', '1.000', '1.000']
-    assert lines[3].split() == ['frozen', '1.00M', '1.000', '0.250', '0.500']
+    lines = format_table(agg, 'full').splitlines()
+    rows = [cells for cells in map(table_cells, lines) if cells]
+    assert rows == [['variant', 'trainable', 'step s', 'trainable x', 'step s x'],
+                    ['full', '4.00M', '2.000', '1.000', '1.000'],
+                    ['frozen', '1.00M', '1.000', '0.250', '0.500']]
     assert lines[-1] == "(x = ratio to 'full')"
     agg['full']['step_time_s'] = 0.0  # no ratio to a zero
-    assert bench.format_table(agg, 'full').splitlines()[3].split()[-1] == '-'
+    rows = [cells for cells in map(table_cells, format_table(agg, 'full').splitlines())
+            if cells]
+    assert rows[2][-1] == '-'
 
 
 def test_backbone_ratios_are_medians_of_per_round_ratios_without_warmup():
@@ -156,17 +194,22 @@ def test_backbone_ratios_are_medians_of_per_round_ratios_without_warmup():
     # Train ratios per round 0.5, 1.0, 0.5: median 0.5, where the ratio of the
     # medians (2.0 / 2.0) would say 1.0.
     assert out['frozen'] == (2.0, 0.5, 2.0, 1.0)
+    from protune_mm.cli.benchmark_backbone import format_table as backbone_table
+    rows = [cells for cells in map(table_cells, backbone_table(out).splitlines()) if cells]
+    assert rows == [['variant', 'train s', 'train x', 'infer s', 'infer x'],
+                    ['full', '2.000', '1.000', '2.000', '1.000'],
+                    ['frozen', '2.000', '0.500', '2.000', '1.000']]
 
 
 def test_size_is_square_or_width_x_height():
-    assert bench.parse_size('320') == (320, 320) and bench.parse_size('1333x800') == (1333, 800)
-    assert bench.parse_args(['cfg', '--size', '1333x800']).size == '1333x800'
+    assert parse_size('320') == (320, 320) and parse_size('1333x800') == (1333, 800)
+    assert parse_args(['cfg', '--size', '1333x800']).size == '1333x800'
     with pytest.raises(ValueError):
-        bench.parse_args(['cfg', '--size', '0x800'])
-    det = bench.synthetic_batch('det', 1, '96x64', 3)
+        parse_args(['cfg', '--size', '0x800'])
+    det = synthetic_batch('det', 1, '96x64', 3)
     assert det['inputs'][0].shape == (3, 64, 96)
     boxes = det['data_samples'][0].gt_instances.bboxes
     assert (boxes[:, 2] <= 95).all() and (boxes[:, 3] <= 63).all()
     assert det['data_samples'][0].gt_instances.masks.masks.shape[1:] == (64, 96)
     # A plain N is still a square.
-    assert bench.synthetic_batch('det', 1, 64, 3)['inputs'][0].shape == (3, 64, 64)
+    assert synthetic_batch('det', 1, 64, 3)['inputs'][0].shape == (3, 64, 64)

@@ -13,7 +13,7 @@ import torch.nn as nn
 from mmdet.registry import MODELS as MMDET_MODELS
 
 from conftest import load_tool
-from protune_mm.cli.check_backbones import strip_weights
+from protune_mm.sweep.configs import strip_weights
 
 STOCK = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
 
@@ -40,6 +40,13 @@ class CheckCrashNet(CheckToyNet):
 
     def forward(self, x):
         os.abort()
+
+
+def table_cells(line):
+    """The cells of a printed table row; [] for any other line."""
+    if not line.startswith('|'):
+        return []
+    return [c.strip() for c in line.strip('|').split('|')]
 
 
 def write(path, text):
@@ -116,8 +123,12 @@ model = dict(backbone=dict(type='CheckToyNet',
     assert printed.count('[1/2] mmdet.ResNet (2 configs) 64 px') == 1
     assert '[2/2] mmdet.CheckToyNet (1 configs) 128 px' in printed
     lines = printed.splitlines()
-    row = next(line for line in lines if line.startswith('mmdet.CheckToyNet '))
-    assert row.split()[1:] == ['1', '1', '1', '100%', '0%', '100%']
+    rows = {cells[0]: cells[1:] for cells in map(table_cells, lines) if cells}
+    assert rows['backbone type'] == ['configs', 'unique', 'checked', 'frozen', 'protune',
+                                     'vpt']
+    assert rows['mmdet.CheckToyNet'] == ['1', '1', '1', '100%', '0%', '100%']
+    assert rows['mmdet.ResNet'] == ['2', '1', '2', '100%', '100%', '100%']
+    assert rows['all'] == ['3', '2', '3', '100%', '67%', '100%']
     failing = lines[lines.index('Failing configs (1):') + 1]
     assert failing.startswith(f'{toy} [mmdet.CheckToyNet]: protune: TypeError: no stages')
     assert f'  {broken}: ImportError: Failed to import custom modules' in printed

@@ -18,10 +18,8 @@ Variants (mmdet ResNet, batch x 3 x size x size, random init):
 Training: forward, then backward of the sum of the output means. Inference:
 forward in eval mode under ``no_grad``.
 
-    python tools/benchmark_backbone.py [--depth 50] [--batch 2] [--size 320] \\
-        [--rounds 9] [--threads 2]
+Command line: ``protune_mm/cli/benchmark_backbone.py``.
 """
-import argparse
 import statistics
 import time
 
@@ -31,7 +29,8 @@ import torch
 def build_variants(depth: int) -> dict:
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    import protune_mm  # noqa: F401  (registers the wrappers)
+
+    from protune_mm import Frozen, ProTune
     register_all_modules()
     stock = dict(type='ResNet', depth=depth, out_indices=(0, 1, 2, 3), frozen_stages=1,
                  norm_eval=True, style='pytorch')
@@ -42,11 +41,10 @@ def build_variants(depth: int) -> dict:
 
     return {
         'full': MODELS.build(stock),
-        'frozen': wrap('protune_mm.Frozen', memory_efficient=False),
-        'frozen+me': wrap('protune_mm.Frozen', memory_efficient=True),
-        'protune+me': wrap('protune_mm.ProTune', memory_efficient=True),
-        'protune_s123+me': wrap('protune_mm.ProTune', memory_efficient=True,
-                                stages=[1, 2, 3]),
+        'frozen': wrap(Frozen, memory_efficient=False),
+        'frozen+me': wrap(Frozen, memory_efficient=True),
+        'protune+me': wrap(ProTune, memory_efficient=True),
+        'protune_s123+me': wrap(ProTune, memory_efficient=True, stages=[1, 2, 3]),
     }
 
 
@@ -81,35 +79,3 @@ def summarise(times: dict, reference: str = 'full') -> dict:
                      statistics.median(r[k] / f[k] for r, f in zip(rows, ref))]
         out[name] = tuple(cols)
     return out
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--depth', type=int, default=50, choices=(18, 34, 50, 101))
-    p.add_argument('--batch', type=int, default=2)
-    p.add_argument('--size', type=int, default=320)
-    p.add_argument('--rounds', type=int, default=9,
-                   help='interleaved rounds; the first is warm-up and not counted')
-    p.add_argument('--threads', type=int, default=2)
-    args = p.parse_args(argv)
-    if args.rounds < 2 or args.batch < 1 or args.size < 32 or args.threads < 1:
-        p.error('--rounds must be >= 2, --batch and --threads >= 1, --size >= 32')
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    models = build_variants(args.depth)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    times = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            times[name].append(time_round(name, model, x))
-    print(f'ResNet-{args.depth}, batch {args.batch} x {args.size}^2, {args.threads} '
-          f'threads, {args.rounds - 1} rounds (+1 warm-up), medians; ratio = median '
-          'of per-round ratios to full')
-    print(f"{'variant':<16} {'train s':>8} {'ratio':>6} {'infer s':>8} {'ratio':>6}")
-    for name, cols in summarise(times).items():
-        print(f'{name:<16} {cols[0]:>8.3f} {cols[1]:>6.3f} {cols[2]:>8.3f} '
-              f'{cols[3]:>6.3f}')
-
-
-if __name__ == '__main__':
-    main()
