@@ -129,7 +129,7 @@ def test_model_config_wraps_the_stock_backbone_with_random_init():
     from mmengine.registry import MODELS, DefaultScope
     with DefaultScope.overwrite_default_scope('mmdet'):
         built = MODELS.build(dict(vpt['backbone'], backbone=dict(full['backbone'], depth=18)))
-    assert built.mechanism == 'pad' and built.deep is False
+    assert built.mechanism.name == 'pad' and built.deep is False
     assert cfg.model.backbone.init_cfg.type == 'Pretrained'  # the config is not edited
 
 
