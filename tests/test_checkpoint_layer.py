@@ -29,8 +29,8 @@ from protune_mm.checkpoint import (META_KEY, CheckpointError, check_readable,  #
                                    make_prompt_pack, save_prompt_pack, strip_frozen)
 from protune_mm.engine import ensure_pack_hook  # noqa: E402
 from protune_mm.checkpoint import record  # noqa: E402
-from test_prompt_pack import (CLASSES, REPO, build, initialised_pack,  # noqa: E402
-                              make_runner, perturb, predict, quick_runner,
+from test_prompt_pack import (CLASSES, REPO, assert_same, build,  # noqa: E402
+                              initialised_pack, make_runner, perturb, predict, quick_runner,
                               retinanet_cfg, save_pretrained, toy_net)
 
 assert quick_runner  # a fixture, used by name
@@ -48,8 +48,8 @@ def _imports(path):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ''
             if node.level:
-                parts = package.split('.')
-                base = '.'.join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                parts = package.split('.')[:len(package.split('.')) - node.level + 1]
+                base = '.'.join(parts + ([base] if base else []))
             names += [base] + [f'{base}.{a.name}' for a in node.names]
         elif isinstance(node, ast.Import):
             names += [a.name for a in node.names]
@@ -112,7 +112,7 @@ def test_a_pack_from_a_ddp_state_dict_is_the_plain_one():
     ddp = OrderedDict(('module.' + k, v) for k, v in model.state_dict().items())
     wrapped = make_prompt_pack(model, 'task', ddp)
     assert list(wrapped.tensors) == list(plain.tensors)
-    assert all(torch.equal(wrapped.tensors[k], v) for k, v in plain.tensors.items())
+    assert_same(dict(wrapped.tensors), dict(plain.tensors))
     assert wrapped.metadata == plain.metadata
 
 
@@ -293,7 +293,7 @@ def test_files_written_by_earlier_code_still_load(tmp_path):
         def same_as_old(model):
             state = model.state_dict()
             assert state.keys() == full.keys()
-            assert all(torch.equal(state[k], full[k]) for k in full)
+            assert_same(dict(state), dict(full))
             outputs = predict(model)
             assert len(outputs) == len(expected)
             for a, b in zip(outputs, expected):

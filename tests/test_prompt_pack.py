@@ -134,6 +134,12 @@ def same(a, b):
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def assert_same(a, b):
+    """Bit-identical tensors (sequences or dicts of them); a failure names the
+    element and the largest difference."""
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def snapshot(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -177,7 +183,7 @@ def test_export_load_round_trip(tmp_path, name, kind):
     assert not same(predict(model_b), expected)
 
     result = load_prompt_pack(model_b, pack.path)
-    assert same(predict(model_b), expected)
+    assert_same(predict(model_b), expected)
     assert result.kind == kind and result.frozen_match
     assert result.metadata['classes'] == list(CLASSES)
     prefix, wrapper = pp.the_wrapper(model_b)
@@ -275,7 +281,7 @@ def test_frozen_identity_mismatch(protune_pack):
     assert not result.frozen_match
     pack = pp.read_prompt_pack(protune_pack)
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in pack.tensors.items())
+    assert_same({k: state[k] for k in pack.tensors}, dict(pack.tensors))
     assert all(torch.equal(state[k], snap[k]) for k in state
                if k.startswith('backbone.backbone.'))
 
@@ -354,9 +360,9 @@ def test_swap_prompt_packs_bit_identical():
     out_b = predict(model)
     assert not same(out_a, out_b)
     load_prompt_pack(model, packs['a'])
-    assert same(predict(model), out_a)
+    assert_same(predict(model), out_a)
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in heads.items())
+    assert_same({k: state[k] for k in heads}, heads)
 
 
 def test_frozen_identity_cache_follows_writes():
@@ -566,7 +572,8 @@ def test_export_prompts_cli(tmp_path):
     model_b = perturb(build('mmdet', retinanet_cfg()), seed=1)
     perturb(model_b, seed=2, only_prompts=True)
     result = load_prompt_pack(model_b, out)
-    assert result.kind == 'prompts' and same(predict(model_b), predict(model_a))
+    assert result.kind == 'prompts'
+    assert_same(predict(model_b), predict(model_a))
 
 
 def test_param_report_cli(tmp_path):
