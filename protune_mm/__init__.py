@@ -8,10 +8,13 @@ from .adapters import BackboneAdapter, Stage, adapter_for, register_adapter
 from .backbones import TimmViT
 from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
+from .engine import register_pack_scheme
 from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
                       bind_image_regions, find_wrappers)
 from .registry import HOOKS, MODELS, TRANSFORMS
 from . import robustness  # noqa: F401  (registers protune_mm.Corrupt)
+
+register_pack_scheme()  # load_from=PACK, inferencers: every loader reads packs
 
 __all__ = ['__version__', 'MODELS', 'HOOKS', 'TRANSFORMS', 'PromptMethod', 'FrozenBackboneWrapper',
            'Frozen', 'ProTune', 'VPT', 'TimmViT', 'BackboneAdapter', 'Stage',

@@ -20,6 +20,8 @@ from mmengine.hooks import Hook  # noqa: E402
 from mmengine.registry import DefaultScope  # noqa: E402
 from protune_mm import ProTune, PromptCheckpointHook, load_prompt_pack  # noqa: E402
 from protune_mm.checkpoint import pack as pp  # noqa: E402
+from protune_mm.checkpoint.record import to_json  # noqa: E402
+from protune_mm.engine import ensure_pack_hook  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CLASSES = ('cat', 'dog', 'bird')
@@ -132,6 +134,12 @@ def same(a, b):
     return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+def assert_same(a, b):
+    """Bit-identical tensors (sequences or dicts of them); a failure names the
+    element and the largest difference."""
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def snapshot(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -163,7 +171,7 @@ def test_export_load_round_trip(tmp_path, name, kind):
     # The exporting model only gives the structure: another seed, other weights.
     pack = pp.export_prompt_pack(build(scope, cfg, seed=7), ckpt,
                                  str(tmp_path / 'a.safetensors'), kind=kind)
-    assert pp.is_prompt_pack(pack.path) and not pp.is_prompt_pack(ckpt)
+    assert protune_mm.is_prompt_pack(pack.path) and not protune_mm.is_prompt_pack(ckpt)
 
     # B: same frozen backbone (same build seed), other prompts; for a task pack
     # other neck/heads too, for a prompts pack A's (heads shared between tasks).
@@ -175,7 +183,7 @@ def test_export_load_round_trip(tmp_path, name, kind):
     assert not same(predict(model_b), expected)
 
     result = load_prompt_pack(model_b, pack.path)
-    assert same(predict(model_b), expected)
+    assert_same(predict(model_b), expected)
     assert result.kind == kind and result.frozen_match
     assert result.metadata['classes'] == list(CLASSES)
     prefix, wrapper = pp.the_wrapper(model_b)
@@ -191,7 +199,7 @@ def test_export_load_round_trip(tmp_path, name, kind):
 
     meta = result.metadata
     assert meta['method'] == wrapper.method
-    assert meta['method_config'] == json.loads(pp._to_json(wrapper.method_config()))
+    assert meta['method_config'] == json.loads(to_json(wrapper.method_config()))
     assert meta['frozen_sha256'] == pp.frozen_identity(wrapper)
     assert meta['prefix'] == 'backbone' and meta['protune_mm_version'] == \
         protune_mm.__version__
@@ -239,7 +247,7 @@ def protune_r(depth=18, stages=None, **kw):
     (dict(type='protune_mm.VPT', backbone=resnet(), num_tokens=4, deep=False),
      ['wrong method', "'protune'", "'vpt'"]),
     # Same prompt shapes on a deeper ResNet: only the frozen weights differ.
-    (protune_r(depth=34), ['other frozen backbone weights']),
+    (protune_r(depth=34), ['trained on other frozen weights']),
     (protune_r(stages=[1, 2, 3]),
      ['protune config differs', 'stages', 'backbone.prompts.0.']),
     (protune_r(base_channels=32),
@@ -264,7 +272,7 @@ def test_refuses_other_model(protune_pack, wrapper, words):
 def test_frozen_identity_mismatch(protune_pack):
     model = build('mmdet', retinanet_cfg(), seed=5)  # other frozen weights
     snap = snapshot(model)
-    with pytest.raises(ValueError, match='other frozen backbone weights') as e:
+    with pytest.raises(ValueError, match='trained on other frozen weights') as e:
         load_prompt_pack(model, protune_pack)
     assert protune_pack in str(e.value) and 'allow_frozen_mismatch' in str(e.value)
     assert unchanged(model, snap)
@@ -273,7 +281,7 @@ def test_frozen_identity_mismatch(protune_pack):
     assert not result.frozen_match
     pack = pp.read_prompt_pack(protune_pack)
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in pack.tensors.items())
+    assert_same({k: state[k] for k in pack.tensors}, dict(pack.tensors))
     assert all(torch.equal(state[k], snap[k]) for k in state
                if k.startswith('backbone.backbone.'))
 
@@ -295,9 +303,17 @@ def test_refuses_broken_files(protune_pack, tmp_path):
             load_prompt_pack(model, path)
         assert path in str(e.value) and words in str(e.value), str(e.value)
         assert unchanged(model, snap)
-    # Only the header is read: the cut pack still routes to the pack reader.
-    assert pp.is_prompt_pack(str(cut))
-    assert not pp.is_prompt_pack(str(garbage)) and not pp.is_prompt_pack(plain)
+    # Whole-model loaders name them the same way, in one line.
+    from mmengine.runner.checkpoint import load_checkpoint
+    for path in (str(cut), str(garbage)):
+        with pytest.raises(ValueError, match='truncated') as e:
+            load_checkpoint(model, path)
+        assert path in str(e.value) and '\n' not in str(e.value)
+    assert unchanged(model, snap)
+    # A cut file is not a readable safetensors file, so not a pack either.
+    assert not protune_mm.is_prompt_pack(str(cut))
+    assert not protune_mm.is_prompt_pack(str(garbage))
+    assert not protune_mm.is_prompt_pack(plain)
 
 
 def test_atomic_write(tmp_path, monkeypatch):
@@ -344,9 +360,9 @@ def test_swap_prompt_packs_bit_identical():
     out_b = predict(model)
     assert not same(out_a, out_b)
     load_prompt_pack(model, packs['a'])
-    assert same(predict(model), out_a)
+    assert_same(predict(model), out_a)
     state = model.state_dict()
-    assert all(torch.equal(state[k], v) for k, v in heads.items())
+    assert_same({k: state[k] for k in heads}, heads)
 
 
 def test_frozen_identity_cache_follows_writes():
@@ -524,10 +540,10 @@ def test_runner_loads_pack_and_initialises_frozen_backbone(tmp_path, quick_runne
 
 def test_ensure_pack_hook():
     cfg = Config(dict(custom_hooks=[dict(type='EMAHook')]))
-    assert pp.ensure_pack_hook(cfg)
+    assert ensure_pack_hook(cfg)
     assert cfg.custom_hooks[-1] == dict(type='protune_mm.PromptCheckpointHook',
                                         save_frozen=True)
-    assert not pp.ensure_pack_hook(cfg) and len(cfg.custom_hooks) == 2
+    assert not ensure_pack_hook(cfg) and len(cfg.custom_hooks) == 2
 
 
 # -- command-line tools --------------------------------------------------------------
@@ -552,11 +568,12 @@ def test_export_prompts_cli(tmp_path):
     out = str(tmp_path / 'a.safetensors')
     stdout = run_tool('tools/export_prompts.py', ckpt, '--out', out,
                       '--what', 'prompts')
-    assert 'prompts pack of protune' in stdout and pp.is_prompt_pack(out)
+    assert 'prompts pack of protune' in stdout and protune_mm.is_prompt_pack(out)
     model_b = perturb(build('mmdet', retinanet_cfg()), seed=1)
     perturb(model_b, seed=2, only_prompts=True)
     result = load_prompt_pack(model_b, out)
-    assert result.kind == 'prompts' and same(predict(model_b), predict(model_a))
+    assert result.kind == 'prompts'
+    assert_same(predict(model_b), predict(model_a))
 
 
 def test_param_report_cli(tmp_path):

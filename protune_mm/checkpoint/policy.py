@@ -9,7 +9,7 @@ what a loaded file may change.
   through every loader (mmengine's runner, ``load_checkpoint``, mmdet's
   ``DetInferencer``, mmseg's ``MMSegInferencer``, ``load_state_dict``).
 - Every state dict of a method also records the method and its config
-  (``pack.record_method``, a state-dict hook), so a checkpoint saved from another
+  (``record.record_method``, a state-dict hook), so a checkpoint saved from another
   configuration with the same tensor shapes (ProTune's ``place`` on a ViT) is
   refused, not loaded into the wrong places. Older checkpoints lack the record: they
   load as before, with a warning naming the model's config.
@@ -28,84 +28,21 @@ what a loaded file may change.
   * a prompts-only pack loaded as a whole model: refused (neck and heads would
     stay at their random init); load it on top with ``load_prompt_pack`` or
     ``tools/test.py CONFIG CHECKPOINT --prompts PACK``.
-"""
-import hashlib
-import logging
-import os.path as osp
-import struct
-import zipfile
-from collections import OrderedDict
-from typing import Dict, List
 
-import torch
+  A pack's method record and identity are checked once per load: here, unless
+  ``PromptCheckpointHook`` checked the whole pack just before (:func:`mark_checked`).
+"""
+import logging
+from collections import OrderedDict
+from typing import Dict
+
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 
-#: key in a state dict's ``_metadata[<method prefix>]`` with what the policy
-#: records: ``frozen_sha256`` (identity of the dropped frozen tensors), and for
-#: packs their metadata (``pack``) and ``allow_frozen_mismatch``.
-META_KEY = 'protune_mm'
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or pack that cannot do what was asked; the message names the
-    file or keys and the way out. Tools print it as one line."""
-
-
-_MAX_LISTED = 5
-
-
-def listed(items: List[str]) -> str:
-    more = f' (+{len(items) - _MAX_LISTED} more)' if len(items) > _MAX_LISTED else ''
-    return ', '.join(str(i) for i in items[:_MAX_LISTED]) + more
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    return model.module if is_model_wrapper(model) else model
-
-
-def methods_of(model: nn.Module) -> List[tuple]:
-    """(prefix with trailing dot or '', method) of every prompt method in
-    ``model``."""
-    from ..methods.base import PromptMethod
-    return [(n + '.' if n else '', m) for n, m in unwrap_model(model).named_modules()
-            if isinstance(m, PromptMethod)]
-
-
-def frozen_keys(model: nn.Module) -> List[str]:
-    """Model state-dict keys of every frozen tensor in ``model``."""
-    return [p + k for p, m in methods_of(model) for k in sorted(m.frozen_keys)]
-
-
-# -- identity ------------------------------------------------------------------------
-def state_identity(state: Dict[str, torch.Tensor]) -> str:
-    """sha256 over sorted keys, dtypes, shapes and raw bytes of ``state``:
-    deterministic, one pass over the bytes, no copies of contiguous CPU tensors."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        t = state[key].detach()
-        digest.update(f'{key}|{t.dtype}|{tuple(t.shape)}\n'.encode())
-        if t.numel():
-            t = t.cpu().contiguous().reshape(-1).view(torch.uint8)
-            digest.update(memoryview(t.numpy()))
-    return digest.hexdigest()
-
-
-def frozen_identity(method) -> str:
-    """:func:`state_identity` of a method's frozen set, cached by each tensor's
-    storage address and version counter (bumped by every in-place write), so
-    swapping packs does not re-hash a large backbone while a changed one always
-    is."""
-    state = method.frozen_state_dict()
-    stamp = tuple((k, v.data_ptr(), v._version, v.dtype, v.device)
-                  for k, v in state.items())
-    cached = method.__dict__.get('_frozen_identity')
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    sha = state_identity(state)
-    method.__dict__['_frozen_identity'] = (stamp, sha)
-    return sha
+from .common import META_KEY, CheckpointError, annotate, display_name, find_methods, listed
+from .common import key_prefix as prefix_of
+from .record import (check_frozen_identity, does_not_fit, frozen_identity,
+                     method_config_problems, method_problems)
 
 
 # -- saving --------------------------------------------------------------------------
@@ -114,59 +51,36 @@ def strip_frozen(state_dict: 'OrderedDict', model: nn.Module, key_prefix: str = 
     """Drop every frozen tensor of ``model`` from ``state_dict`` (whose keys carry
     ``key_prefix`` before the model's own, e.g. ``'module.'`` in EMA state dicts)
     and record their identities in its ``_metadata``. Returns {prefix: sha256}."""
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is None:
-        metadata = state_dict._metadata = OrderedDict()
     identities = {}
-    for prefix, method in methods_of(model):
+    for name, method in find_methods(model):
+        prefix = prefix_of(name)
         for key in method.frozen_keys:
             state_dict.pop(key_prefix + prefix + key, None)
-        sha = frozen_identity(method)
-        entry = dict(metadata.get((key_prefix + prefix)[:-1], {}))
-        entry[META_KEY] = dict(entry.get(META_KEY, {}), frozen_sha256=sha)
-        metadata[(key_prefix + prefix)[:-1]] = entry
-        identities[prefix] = sha
+        identities[prefix] = frozen_identity(method)
+        annotate(state_dict, key_prefix + prefix, frozen_sha256=identities[prefix])
     return identities
 
 
-def recorded_identities(state_dict) -> Dict[str, str]:
-    """{method prefix: sha256} recorded by :func:`strip_frozen` in a state dict."""
-    metadata = getattr(state_dict, '_metadata', None) or {}
-    return {(k + '.' if k else ''): v[META_KEY]['frozen_sha256']
-            for k, v in metadata.items()
-            if isinstance(v, dict) and isinstance(v.get(META_KEY), dict)
-            and 'frozen_sha256' in v[META_KEY]}
-
-
-def annotate(state_dict, prefix: str, **values) -> None:
-    """Add ``values`` to what the policy reads for the method at ``prefix``."""
-    metadata = getattr(state_dict, '_metadata', None)
-    if metadata is None:
-        metadata = state_dict._metadata = OrderedDict()
-    entry = dict(metadata.get(prefix[:-1], {}))
-    entry[META_KEY] = dict(entry.get(META_KEY, {}), **values)
-    metadata[prefix[:-1]] = entry
-
-
 # -- loading -------------------------------------------------------------------------
+def mark_checked(method, pack_metadata: dict) -> None:
+    """Tell :func:`wrapper_load_pre_hook` that the pack whose metadata is this very
+    dict was checked as a whole against ``method`` (``check_prompt_pack``) just
+    before this load, so it is not checked twice. A copy of the dict, or any other
+    file, is checked as usual."""
+    method.__dict__['_checked_pack'] = pack_metadata
+
+
 def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
                           missing_keys, unexpected_keys, error_msgs) -> None:
     """``load_state_dict`` pre-hook of every method (see the module docstring)."""
     info = local_metadata.get(META_KEY) or {}
     pack = info.get('pack')
-    name = prefix[:-1] or '<model>'
+    name = display_name(prefix)
+    checked = pack is not None and method.__dict__.pop('_checked_pack', None) is pack
     if pack is not None:
-        from .pack import check_pack_fits_method
-        if pack['kind'] == 'prompts':
-            raise CheckpointError(
-                f"{info.get('path') or 'the pack'} is a prompts-only pack: it holds "
-                f'the prompts of {name} but no neck or heads, which would stay at '
-                'their random init. Load a task pack or a checkpoint and this pack '
-                'on top of it: tools/test.py CONFIG CHECKPOINT --prompts PACK, or '
-                'protune_mm.load_prompt_pack(model, PACK) in Python')
-        check_pack_fits_method(method, pack, info.get('path'))
-    elif 'method' in info:  # recorded by pack.record_method when it was saved
-        from .pack import method_config_problems
+        if not checked:
+            _check_pack(method, pack, info.get('path'), name)
+    elif 'method' in info:  # recorded by record.record_method when it was saved
         problems = method_config_problems(method, info, 'checkpoint')
         if problems:
             raise CheckpointError(
@@ -199,23 +113,28 @@ def wrapper_load_pre_hook(method, state_dict, prefix, local_metadata, strict,
         return
     ensure_frozen_initialised(method, name)
     recorded = info.get('frozen_sha256')
-    if recorded is not None:
-        sha = frozen_identity(method)
-        if sha != recorded:
-            msg = (f"{info.get('path') or 'the checkpoint'} was trained on other "
-                   f'frozen weights of {name}: recorded sha256 {recorded[:16]}..., '
-                   f'the model has {sha[:16]}... (is the inner backbone\'s init_cfg '
-                   'the pretrained checkpoint used in training? When training '
-                   'started from another checkpoint, point the init_cfg at it or '
-                   'save with PromptCheckpointHook(save_frozen=True))')
-            if not (info.get('allow_frozen_mismatch')
-                    or getattr(method, 'allow_frozen_mismatch', False)):
-                raise CheckpointError(msg + '; allow_frozen_mismatch=True loads it anyway')
-            print_log(msg + '; loading anyway (allow_frozen_mismatch=True)',
-                      logger='current', level=logging.WARNING)
+    if recorded is not None and not checked:
+        check_frozen_identity(method, recorded, info.get('path') or 'the checkpoint', name,
+                              bool(info.get('allow_frozen_mismatch')
+                                   or getattr(method, 'allow_frozen_mismatch', False)))
     current = method.backbone.state_dict()
     for key, rel in wanted.items():
         state_dict[key] = current[rel[len('backbone.'):]]
+
+
+def _check_pack(method, pack: dict, path, name: str) -> None:
+    """A pack loaded as a whole model: refuse a prompts-only one, and one whose
+    method record or backbone class is not ``method``'s."""
+    if pack['kind'] == 'prompts':
+        raise CheckpointError(
+            f"{path or 'the pack'} is a prompts-only pack: it holds "
+            f'the prompts of {name} but no neck or heads, which would stay at '
+            'their random init. Load a task pack or a checkpoint and this pack '
+            'on top of it: tools/test.py CONFIG CHECKPOINT --prompts PACK, or '
+            'protune_mm.load_prompt_pack(model, PACK) in Python')
+    problems = method_problems(method, pack)
+    if problems:
+        raise does_not_fit(path or 'the pack', pack['kind'], problems)
 
 
 def all_or_none(wanted, state_dict, what: str) -> bool:
@@ -236,7 +155,7 @@ def _check_frozen_shapes(method, state_dict, prefix, wanted) -> None:
            f'{tuple(own[r[len("backbone."):]].shape)}' for k, r in wanted.items()
            if tuple(state_dict[k].shape) != tuple(own[r[len('backbone.'):]].shape)]
     if bad:
-        raise CheckpointError(f'the checkpoint\'s frozen backbone of {prefix[:-1] or "<model>"} '
+        raise CheckpointError(f'the checkpoint\'s frozen backbone of {display_name(prefix)} '
                               f'does not fit the model: {listed(bad)}')
 
 
@@ -265,48 +184,3 @@ def ensure_frozen_initialised(method, name: str = '') -> None:
     method.__dict__['_frozen_initialised'] = True
 
 
-# -- files ---------------------------------------------------------------------------
-def check_readable(path: str) -> None:
-    """Raise ValueError (one line naming the file and why) if ``path`` cannot be a
-    readable checkpoint or pack; reads only headers/directories. URLs and other
-    non-local paths pass (their loaders report)."""
-    if '://' in str(path):
-        return
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} does not exist')
-    if str(path).endswith('.safetensors'):
-        _check_safetensors(path)
-        return
-    with open(path, 'rb') as f:
-        magic = f.read(4)
-    if magic == b'PK\x03\x04':  # torch's zip format (torch >= 1.6)
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise CheckpointError(f'cannot read checkpoint {path}: truncated or corrupt '
-                                  f'({e})') from None
-        if not any(n.endswith('data.pkl') for n in names):
-            raise CheckpointError(f'cannot read checkpoint {path}: a zip file but not a '
-                                  'torch checkpoint (no data.pkl)')
-    elif len(magic) < 4:
-        raise CheckpointError(f'cannot read checkpoint {path}: {len(magic)} bytes, empty '
-                              'or truncated')
-
-
-def _check_safetensors(path: str) -> None:
-    import json
-    size = osp.getsize(path)
-    with open(path, 'rb') as f:
-        head = f.read(8)
-        n = struct.unpack('<Q', head)[0] if len(head) == 8 else None
-        if n is None or n + 8 > size:
-            raise CheckpointError(f'cannot read {path}: truncated or not a safetensors file')
-        try:
-            header = json.loads(f.read(n))
-        except ValueError:
-            raise CheckpointError(f'cannot read {path}: corrupt safetensors header') from None
-    ends = [v['data_offsets'][1] for k, v in header.items() if k != '__metadata__']
-    if ends and max(ends) + n + 8 > size:
-        raise CheckpointError(f'cannot read {path}: truncated ({size:,} bytes, the header '
-                              f'describes {max(ends) + n + 8:,})')

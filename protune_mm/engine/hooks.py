@@ -1,14 +1,15 @@
 """Runner hooks: the parameter report, and checkpoints without the frozen backbone.
 What a checkpoint holds and what a loaded one may change is decided in
-``protune_mm/checkpoint/policy.py``; these hooks only call it."""
+``protune_mm/checkpoint/``; these hooks only call it."""
 from mmengine.hooks import Hook
 
-from ..checkpoint.pack import (PACK_META_KEY, PromptPack, check_prompt_pack,
-                               load_prompt_pack)
-from ..checkpoint.policy import (ensure_frozen_initialised, methods_of, strip_frozen,
-                                 unwrap_model)
-from ..methods.vpt import bind_image_regions
+from ..checkpoint.common import find_methods, unwrap_model
+from ..checkpoint.pack import check_prompt_pack, load_prompt_pack, the_wrapper
+from ..checkpoint.pack_file import PromptPack
+from ..checkpoint.policy import ensure_frozen_initialised, mark_checked, strip_frozen
+from ..methods import bind_image_regions
 from ..registry import HOOKS
+from .loader import PACK_META_KEY, PACK_PATH_KEY
 from .report import format_report, method_notes, parameter_report, skipped_prompts
 
 
@@ -77,14 +78,14 @@ class PromptCheckpointHook(Hook):
     def before_run(self, runner) -> None:
         if self.allow_frozen_mismatch:
             for model in [runner.model] + _averaged_models(runner):
-                for _, method in methods_of(model):
+                for _, method in find_methods(model):
                     method.allow_frozen_mismatch = True
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.save_frozen:
             return
         model = unwrap_model(runner.model)
-        if not methods_of(model):
+        if not find_methods(model):
             return
         strip_frozen(checkpoint['state_dict'], model)
         if 'ema_state_dict' in checkpoint:
@@ -99,14 +100,16 @@ class PromptCheckpointHook(Hook):
         if getattr(runner, '_resume', False):
             raise ValueError('a prompt pack holds no training state (optimizer, '
                              'iteration): use it with load_from, not resume')
-        pack = PromptPack(checkpoint['state_dict'], pack_meta,
-                          meta.get('protune_mm_pack_path'))
-        if pack.kind == 'task':
-            # All or nothing: neck and heads are checked before any tensor is
-            # copied, against the frozen backbone from its pretrained source.
-            for prefix, method in methods_of(runner.model):
-                ensure_frozen_initialised(method, prefix[:-1])
-            check_prompt_pack(runner.model, pack, self.allow_frozen_mismatch)
+        if pack_meta['kind'] != 'task':
+            return  # a prompts pack as a whole model: the policy refuses it
+        # All or nothing: neck and heads are checked before any tensor is copied,
+        # against the frozen backbone from its pretrained source; the policy's
+        # load pre-hook is told, so it does not check the pack again.
+        for name, method in find_methods(runner.model):
+            ensure_frozen_initialised(method, name)
+        pack = PromptPack(checkpoint['state_dict'], pack_meta, meta.get(PACK_PATH_KEY))
+        check_prompt_pack(runner.model, pack, self.allow_frozen_mismatch)
+        mark_checked(the_wrapper(runner.model)[1], pack_meta)
 
     def _load_prompts(self, runner) -> None:
         if self.prompts and not self._prompts_loaded:

@@ -3,7 +3,7 @@ from collections import OrderedDict
 
 import torch.nn as nn
 
-from ..checkpoint.policy import frozen_keys, methods_of
+from ..checkpoint.common import find_methods, frozen_keys, key_prefix
 
 PARTS = ('frozen backbone', 'prompts', 'backbone (trainable)', 'neck', 'heads')
 
@@ -14,7 +14,7 @@ def parameter_report(model: nn.Module) -> 'OrderedDict[str, dict]':
     'frozen backbone' is the methods' recorded frozen sets; 'prompts' is what
     the methods add (wherever it lives, inside the backbone's module tree too)."""
     frozen = set(frozen_keys(model))
-    prefixes = tuple(p for p, _ in methods_of(model))
+    prefixes = tuple(key_prefix(n) for n, _ in find_methods(model))
     report = OrderedDict((p, dict(total=0, trainable=0)) for p in PARTS)
     for name, p in model.named_parameters():
         top = name.split('.', 1)[0]
@@ -36,14 +36,14 @@ def parameter_report(model: nn.Module) -> 'OrderedDict[str, dict]':
 def skipped_prompts(model: nn.Module) -> list:
     """'<method prefix>: <target>: <reason>' of prompts not created because they
     could not reach a returned feature."""
-    return [f'{p[:-1] or "<model>"}: {target}: {reason}'
-            for p, m in methods_of(model) for target, reason in m.skipped.items()]
+    return [f'{n or "<model>"}: {target}: {reason}'
+            for n, m in find_methods(model) for target, reason in m.skipped.items()]
 
 
 def method_notes(model: nn.Module) -> list:
     """What else a method costs beyond its parameters (e.g. VPT pad prompts'
     larger input), one line each."""
-    return [f'{p[:-1] or "<model>"}: {note}' for p, m in methods_of(model)
+    return [f'{n or "<model>"}: {note}' for n, m in find_methods(model)
             for note in m.report_notes()]
 
 
