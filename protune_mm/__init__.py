@@ -10,7 +10,7 @@ from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
 from .engine import register_pack_scheme
 from .methods import (VPT, Frozen, FrozenBackboneWrapper, ProTune, PromptMethod,
-                      bind_image_regions, find_wrappers)
+                      bind_image_regions)
 from .registry import HOOKS, MODELS, TRANSFORMS
 from . import robustness  # noqa: F401  (registers protune_mm.Corrupt)
 

@@ -242,7 +242,7 @@ def test_2_a_prompts_pack_alone_is_refused_and_loads_on_top_of_a_checkpoint(
 
     # tools/test.py CONFIG TASK --prompts PACK: the task's heads, the pack's prompts.
     cfg = Config(dict(custom_hooks=[]))
-    pp.ensure_pack_hook(cfg, prompts=prompts)
+    protune_mm.engine.ensure_pack_hook(cfg, prompts=prompts)
     runner, probe = make_runner(tmp_path / 'on_top', toy_net(pretrained), max_iters=1,
                                 hooks=[PromptCheckpointHook(prompts=prompts)],
                                 load_from=task)
@@ -252,7 +252,7 @@ def test_2_a_prompts_pack_alone_is_refused_and_loads_on_top_of_a_checkpoint(
         expected = source.state_dict()[k] if k.startswith('backbone.prompts.') else v
         assert torch.equal(first[k], expected), k
     with pytest.raises(CheckpointError, match='not a prompts-only pack'):
-        pp.ensure_pack_hook(Config(dict(custom_hooks=[])), prompts=task)
+        protune_mm.engine.ensure_pack_hook(Config(dict(custom_hooks=[])), prompts=task)
 
 
 # -- 3. stock full checkpoints -----------------------------------------------------------

@@ -25,8 +25,6 @@ from .files import read_checkpoint
 from .pack_file import (PACK_FORMAT, PACK_FORMAT_VERSION, PACK_KINDS, PromptPack,
                         check_kind, read_prompt_pack, save_prompt_pack)
 from .policy import all_or_none
-# methods/base.py at 532ab24 imports record_method from here.
-from .record import record_method  # noqa: F401
 from .record import (check_frozen_identity, class_name, does_not_fit, frozen_identity,
                      json_normalised, method_problems, method_record,
                      recorded_identities, state_identity, type_name)

@@ -1,11 +1,11 @@
 """Methods on one base (:class:`PromptMethod`), one file (or folder) each, each
 with its options in one dataclass (``config_class``)."""
-from .base import FrozenBackboneWrapper, PromptMethod, find_wrappers
+from .base import FrozenBackboneWrapper, PromptMethod
 from .config import MethodConfig
 from .frozen import Frozen
 from .protune import ProTune, ProTuneBlock, ProTuneConfig
 from .vpt import VPT, VPTConfig, bind_image_regions
 
-__all__ = ['PromptMethod', 'FrozenBackboneWrapper', 'MethodConfig', 'find_wrappers',
+__all__ = ['PromptMethod', 'FrozenBackboneWrapper', 'MethodConfig',
            'Frozen', 'ProTune', 'ProTuneBlock', 'ProTuneConfig', 'VPT', 'VPTConfig',
            'bind_image_regions']

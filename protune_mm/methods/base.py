@@ -23,8 +23,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 
 from ..adapters import BackboneAdapter, adapter_for
-from ..checkpoint.pack import record_method
-from ..checkpoint.policy import wrapper_load_pre_hook
+from ..checkpoint import record_method, wrapper_load_pre_hook
 from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops, frozen_ops_enabled
 from ..rebind import Handle
 from ..registry import MODELS
@@ -213,8 +212,3 @@ class PromptMethod(BaseModule):
 
 #: the earlier name of the base, kept for configs and user code.
 FrozenBackboneWrapper = PromptMethod
-
-
-def find_wrappers(model: nn.Module) -> List[tuple]:
-    """(name, module) of every method inside ``model``."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, PromptMethod)]
