@@ -64,6 +64,9 @@ class PromptMethod(BaseModule):
     method = 'frozen'
     #: the method's options (recorded in checkpoints and packs).
     config_class = MethodConfig
+    #: whether the untrained method computes exactly what the frozen backbone
+    #: computes (its published init gives the identity; VPT's random prompts do not).
+    identity_at_init = True
 
     def __init__(self, backbone: dict, pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,

@@ -95,6 +95,7 @@ class VPT(PromptMethod):
     """
     method = 'vpt'
     config_class = VPTConfig
+    identity_at_init = False  # prompts drawn at random, as published
 
     def resolve(self, config: VPTConfig) -> VPTConfig:
         # The first mechanism whose capability the adapter offers.
