@@ -177,7 +177,7 @@ def test_robustness_run_checkpoint_pack_clean_and_resume(name, synthetic_data, t
     with open(out_full) as f:
         assert json.load(f) == json.loads(json.dumps(report))
     assert osp.getsize(osp.splitext(out_full)[0] + '.png') > 1000
-    assert any(line.startswith('gaussian_noise') for line in report['table'])
+    assert any(line.startswith('| gaussian_noise ') for line in report['table'])
 
     # The pack gives the same numbers; a run interrupted after two evaluations
     # resumes with the three it had not done, and only those.

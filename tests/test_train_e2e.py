@@ -4,7 +4,8 @@ Each test loads a file of configs/, keeps its model/data/metric/hook settings an
 only shrinks it (ResNet-18 / 32-wide Swin / 64-wide 4-block ViT, 128 px images,
 batch 2, 2 iterations, 2 validation images, BN instead of SyncBN, no pretrained
 download), then runs it with mmengine's Runner through tools/train.py's own
-functions (one test uses the command line) and checks the stock metric keys.
+functions (protune_mm.cli.train; one test uses the command line) and checks the stock
+metric keys.
 """
 import copy
 import glob
@@ -20,9 +21,10 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from conftest import CONFIGS, REPO, config_path, load_tool, shrink
-
-train_tool = load_tool('train')
-test_tool = load_tool('test')
+from protune_mm.cli import test as test_tool
+from protune_mm.cli import train as train_tool
+from protune_mm.cli.common import check_data
+from protune_mm.cli.config import build_runner
 
 
 class Recorder(Hook):
@@ -47,11 +49,12 @@ class Recorder(Hook):
 
 
 def run_train(cfg: Config, argv=()):
-    """Train through tools/train.py (its argument handling and checks) in-process."""
+    """Train through tools/train.py's functions (its argument handling and checks)
+    in-process."""
     args = train_tool.parse_args([cfg.filename, *argv])
     full = train_tool.apply_args(copy.deepcopy(cfg), args)
-    train_tool.check_data(full, splits=('train', 'val'))
-    runner = train_tool.build_runner(full)
+    check_data(full, splits=('train', 'val'))
+    runner = build_runner(full)
     recorder = Recorder()
     runner.register_hook(recorder)
     runner.train()

@@ -1,25 +1,37 @@
-"""Helpers shared by tools/train.py and tools/test.py (det and seg configs alike)."""
+"""Command-line pieces shared by the train, test and robustness tools (det and seg
+configs alike): mmdet's / mmseg's options, the data check, CPU-only distributed
+runs and ``--amp``. Loading configs and building runners: ``protune_mm.cli.config``."""
 import logging
 import os
 import os.path as osp
+import sys
+from contextlib import contextmanager
 from typing import List
 
 import torch
-from mmengine.config import Config
-
-#: default_scope of the configs these tools run, and the task each one means.
-TASKS = {'mmdet': 'det', 'mmseg': 'seg'}
+from mmengine.config import Config, DictAction
 
 DATA_DOC = "README.md, section '## Data preparation'"
 
 
-def task_of(cfg: Config) -> str:
-    """'det' or 'seg', read from the config's ``default_scope``."""
-    scope = cfg.get('default_scope')
-    if scope not in TASKS:
-        raise ValueError(f"config default_scope must be one of {sorted(TASKS)} (set by "
-                         f"the stock mmdet/mmseg base config), got {scope!r}")
-    return TASKS[scope]
+def add_cfg_options(parser) -> None:
+    """``--cfg-options``, as mmdet's / mmseg's tools take it."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'train_dataloader.batch_size=4 or key="[a,b]" for lists')
+
+
+@contextmanager
+def exit_on(*errors):
+    """End the program with one line ``error: ...`` on ``errors`` (set-up problems:
+    missing data, bad flags, a checkpoint that does not fit), not a traceback."""
+    try:
+        yield
+    except errors as e:
+        sys.exit(f'error: {e}')
 
 
 def add_launcher_args(parser) -> None:
@@ -36,10 +48,6 @@ def add_launcher_args(parser) -> None:
 def set_local_rank(args) -> None:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-
-
-def default_work_dir(config_path: str) -> str:
-    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
 
 
 # ----------------------------------------------------------------------------------
@@ -90,6 +98,14 @@ def check_data(cfg: Config, splits=('train', 'val', 'test')) -> None:
                     f"{loader['dataset'].get('data_root')!r}, cwd={os.getcwd()}). "
                     f'Prepare the dataset as described in {DATA_DOC}, or point the '
                     f'config at it with --cfg-options {option}')
+
+
+def check_run(cfg: Config, splits) -> Config:
+    """The data check of ``splits``, then the CPU-only distributed set-up: what the
+    train and test tools do before they build the runner."""
+    check_data(cfg, splits=splits)
+    setup_cpu_distributed(cfg)
+    return cfg
 
 
 # ----------------------------------------------------------------------------------

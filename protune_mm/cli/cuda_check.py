@@ -37,8 +37,10 @@ import tempfile
 import time
 import traceback
 
-#: The repository (configs/, tools/): protune_mm is installed from it in editable mode.
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from ..fileio import write_json
+from .config import load_config, shipped
+from .scaled_config import shrink_for_training, synthetic_data
+
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED = 0, 1, 3
 CHECKS = ('ops', 'train', 'ddp', 'bench')
 #: CUDA vs CPU, float32. The kernels differ in summation order and atomics only.
@@ -59,9 +61,24 @@ T0 = time.time()
 # What the machine has
 
 def environment() -> dict:
+    """mmcv's ``collect_env`` (mmengine's versions, compilers and GPU names, plus mmcv
+    and the CUDA its ops were built with) under ``versions``, and the facts the checks
+    decide on: torch's CUDA, each GPU's capability and memory, bf16, NCCL, mmcv."""
     import torch
-    env = dict(torch=torch.__version__, torch_cuda=torch.version.cuda, gpus=[],
-               bf16=False, nccl=False, mmcv=None, mmcv_cuda=None, python=sys.version.split()[0])
+    env = dict(torch_cuda=torch.version.cuda, gpus=[], bf16=False, nccl=False, mmcv=None,
+               mmcv_cuda=None)
+    try:
+        from mmcv.utils import collect_env
+        env['versions'] = dict(collect_env())
+        import mmcv.ops  # noqa: F401  (collect_env only notices a missing mmcv._ext)
+        env['mmcv'] = env['versions']['MMCV']
+        version = env['versions']['MMCV CUDA Compiler']
+        env['mmcv_cuda'] = None if version == 'not available' else version
+    except Exception as e:  # noqa: BLE001 - reported, the checks that need mmcv fail
+        from mmengine.utils.dl_utils import collect_env
+        env['versions'] = dict(collect_env())
+        env['mmcv_error'] = f'{type(e).__name__}: {e}'
+    env['versions'].pop('numpy_random_seed', None)  # a random draw, not a machine fact
     if torch.version.cuda and torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
@@ -69,14 +86,6 @@ def environment() -> dict:
                                     memory_gib=round(p.total_memory / 2**30, 1)))
         env['bf16'] = bool(torch.cuda.is_bf16_supported())
         env['nccl'] = bool(torch.distributed.is_nccl_available())
-    try:
-        import mmcv
-        from mmcv.ops import get_compiling_cuda_version
-        env['mmcv'] = mmcv.__version__
-        version = get_compiling_cuda_version()
-        env['mmcv_cuda'] = None if version == 'not available' else version
-    except Exception as e:  # noqa: BLE001 - reported, the checks that need mmcv fail
-        env['mmcv_error'] = f'{type(e).__name__}: {e}'
     return env
 
 
@@ -98,8 +107,8 @@ def describe(env: dict) -> str:
         ops = f"mmcv {env['mmcv']} with CUDA ops (built with CUDA {env['mmcv_cuda']})"
     else:
         ops = f"mmcv {env['mmcv']} WITHOUT CUDA ops (CPU build)"
-    return (f"cuda_check: torch {env['torch']} (CUDA {env['torch_cuda'] or 'none'}) | "
-            f"{gpu_text} | {ops}")
+    torch = f"torch {env['versions']['PyTorch']} (CUDA {env['torch_cuda'] or 'none'})"
+    return f'cuda_check: {torch} | {gpu_text} | {ops}'
 
 
 class Report:
@@ -114,17 +123,23 @@ class Report:
         return row
 
     def table(self) -> str:
-        w = max([len(r['check'] + r['name']) + 1 for r in self.rows] + [10])
-        lines = [f"{'check':{w}s}  {'result':7s}  detail", '-' * (w + 40)]
-        for r in self.rows:
-            lines.append(f"{r['check'] + ' ' + r['name']:{w}s}  {r['status']:7s}  {r['detail']}")
-        return '\n'.join(lines)
+        from prettytable import PrettyTable
+        table = PrettyTable(['check', 'result', 'detail'], align='l')
+        table.max_width['detail'] = 100
+        table.add_rows([[r['check'] + ' ' + r['name'], r['status'], r['detail']]
+                        for r in self.rows])
+        return table.get_string()
 
     def exit_code(self) -> int:
         statuses = {r['status'] for r in self.rows}
         if 'FAILED' in statuses:
             return EXIT_FAILED
         return EXIT_SKIPPED if 'skipped' in statuses else EXIT_OK
+
+
+def _last_line(proc) -> str:
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
+    return f'exit {proc.returncode}: {tail[0][:200]}'
 
 
 def _guard(report: Report, check: str, name: str, fn, *args):
@@ -148,13 +163,12 @@ def _close(a, b, tol) -> tuple:
 
 
 def focal_loss_reference(logits, target, gamma=2.0, alpha=0.25):
-    """mmdet's py_sigmoid_focal_loss (reduction 'none'): mmcv has no CPU kernel."""
+    """mmdet's py_sigmoid_focal_loss (mmcv has no CPU kernel) on class indices, as
+    mmcv's kernel takes them (index C = background)."""
     import torch.nn.functional as F
-    one_hot = F.one_hot(target, logits.size(1) + 1)[:, :-1].type_as(logits)  # C = background
-    p = logits.sigmoid()
-    pt = (1 - p) * one_hot + p * (1 - one_hot)
-    weight = (alpha * one_hot + (1 - alpha) * (1 - one_hot)) * pt.pow(gamma)
-    return F.binary_cross_entropy_with_logits(logits, one_hot, reduction='none') * weight
+    from mmdet.models.losses.focal_loss import py_sigmoid_focal_loss
+    one_hot = F.one_hot(target, logits.size(1) + 1)[:, :-1].type_as(logits)
+    return py_sigmoid_focal_loss(logits, one_hot, gamma=gamma, alpha=alpha, reduction='none')
 
 
 def _op_cases():
@@ -201,6 +215,7 @@ def _op_cases():
 
 
 def check_ops(env: dict, report: Report):
+    import torch
     if env['mmcv'] is None:
         report.add('ops', 'mmcv', 'FAILED', env.get('mmcv_error', 'mmcv does not import'))
         return
@@ -214,8 +229,7 @@ def check_ops(env: dict, report: Report):
             got = [t.cpu() for t in cuda_fn(*[t.cuda() for t in inputs])]
             tol = TOLERANCES[name]
             if isinstance(tol, str):
-                same = all(a.shape == b.shape and bool((a == b).all())
-                           for a, b in zip(got, expected))
+                same = all(torch.equal(a, b) for a, b in zip(got, expected))
                 return ('ok' if same else 'FAILED'), f'{tol}: {same}', {}
             errs, ok = [], True
             for a, b in zip(got, expected):
@@ -231,39 +245,21 @@ def check_ops(env: dict, report: Report):
 # train: scaled-down configs, AMP fp16 / bf16
 
 def configs() -> list:
-    return sorted(glob.glob(osp.join(REPO, 'configs', 'det', '*.py'))) + \
-        sorted(glob.glob(osp.join(REPO, 'configs', 'seg', '*.py')))
-
-
-def synthetic_data(root: str) -> dict:
-    from protune_mm.data import make_ade20k, make_coco
-    make_coco(osp.join(root, 'coco'), num_train=4, num_val=2, image_size=128, seed=0)
-    make_ade20k(osp.join(root, 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
-    return dict(coco=osp.join(root, 'coco') + '/',
-                ade=osp.join(root, 'ade', 'ADEChallengeData2016'))
-
-
-def scaled_config(path: str, data: dict, work_dir: str, iters: int):
-    """The config scaled down (protune_mm.cli.scaled_config), training only."""
-    from mmengine.config import Config
-
-    from protune_mm.cli.scaled_config import shrink
-    cfg = shrink(Config.fromfile(path), data, work_dir, iters=iters)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
-    for split in ('val', 'test'):  # training is what is checked here
-        cfg[f'{split}_dataloader'] = cfg[f'{split}_cfg'] = cfg[f'{split}_evaluator'] = None
-    cfg.default_hooks.checkpoint.interval = iters
-    return cfg
+    """The method configs shipped with protune_mm (configs/det, configs/seg)."""
+    return [path for sub in ('det', 'seg')
+            for path in sorted(glob.glob(osp.join(shipped('configs', sub), '*.py')))]
 
 
 def train_one(path: str, data: dict, work_dir: str, dtype: str, iters: int):
+    """Train one scaled-down config with AMP in ``dtype`` ('float16', 'bfloat16'; None:
+    float32 without AMP, which also runs on CPU) and check what training changed."""
     import torch
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
-    """Train one scaled-down config with AMP in ``dtype`` ('float16', 'bfloat16'; None:
-    float32 without AMP, which also runs on CPU) and check what training changed."""
-    cfg = scaled_config(path, data, work_dir, iters)
+    from protune_mm import find_wrappers
+    from protune_mm.checkpoint import frozen_keys
+    cfg = shrink_for_training(load_config(path), data, work_dir, iters)
     if dtype is not None:
         ow = cfg.optim_wrapper
         ow.type = 'AmpOptimWrapper'
@@ -289,8 +285,10 @@ def train_one(path: str, data: dict, work_dir: str, dtype: str, iters: int):
     runner.register_hook(watch)
     runner.train()
     after = runner.model.state_dict()
-    frozen = [k for k in watch.before if k.startswith('backbone.backbone.')]
-    prompts = [k for k in watch.before if k.startswith('backbone.prompts.')]
+    # The recorded frozen set; the prompts: the methods' other tensors.
+    frozen = frozen_keys(runner.model)
+    prompts = [f'{name}.{k}' for name, method in find_wrappers(runner.model)
+               for k in method.state_dict() if k not in method.frozen_keys]
     changed = [k for k in frozen if not torch.equal(watch.before[k], after[k])]
     moved = sum(not torch.equal(watch.before[k], after[k]) for k in prompts)
     finite = bool(watch.losses) and all(math.isfinite(v) for row in watch.losses
@@ -342,24 +340,23 @@ def ddp_one(name: str, procs: int, data: dict, work_dir: str, iters: int,
             backend: str = 'nccl'):
     """tools/dist_train.sh on the scaled-down config: ``procs`` processes (one per GPU;
     gloo on CPU runs the same path without a GPU)."""
-    cfg = scaled_config(osp.join(REPO, 'configs', 'seg' if 'upernet' in name else 'det',
-                                 name + '.py'), data, work_dir, iters)
+    config = shipped('configs', 'seg' if 'upernet' in name else 'det', name + '.py')
+    cfg = shrink_for_training(load_config(config), data, work_dir, iters)
     cfg.env_cfg.dist_cfg = dict(backend=backend)
     path = osp.join(work_dir, name + '_ddp.py')
     os.makedirs(work_dir, exist_ok=True)
     cfg.dump(path)
-    cmd = ['bash', osp.join(REPO, 'tools', 'dist_train.sh'), path, str(procs),
+    cmd = ['bash', shipped('tools', 'dist_train.sh'), path, str(procs),
            '--work-dir', work_dir]
     # dist_train.sh runs `python`: this one, also when its venv is not activated.
     env_vars = dict(os.environ, PORT=str(29500 + os.getpid() % 1000),
                     PATH=osp.dirname(sys.executable) + os.pathsep + os.environ.get('PATH', ''))
-    proc = subprocess.run(cmd, cwd=REPO, env=env_vars, capture_output=True, text=True,
+    proc = subprocess.run(cmd, env=env_vars, capture_output=True, text=True,
                           timeout=300)
     with open(osp.join(work_dir, 'dist_train.log'), 'w') as f:
         f.write(proc.stdout + proc.stderr)
     if proc.returncode:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
-        return 'FAILED', f'exit {proc.returncode}: {tail[0][:200]} (log {work_dir})', {}
+        return 'FAILED', f'{_last_line(proc)} (log {work_dir})', {}
     losses = []
     for scalars in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')):
         losses += [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
@@ -387,14 +384,13 @@ def check_ddp(env: dict, report: Report, work_dir: str, iters: int):
 # bench: tools/benchmark.py --device cuda
 
 def bench_one(config: str, size: str, batch: int, out: str):
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'benchmark.py'), config, '--device', 'cuda',
+    cmd = [sys.executable, shipped('tools', 'benchmark.py'), config, '--device', 'cuda',
            '--methods', 'full', 'frozen', 'protune', 'vpt', '--batch', str(batch),
            '--size', size, '--warmup', '2', '--steps', '3', '--infer-steps', '3',
            '--out', out]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     if proc.returncode:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
-        return 'FAILED', f'exit {proc.returncode}: {tail[0][:200]}', {}
+        return 'FAILED', _last_line(proc), {}
     with open(out) as f:
         result = json.load(f)
     print(result['table'], flush=True)
@@ -428,14 +424,13 @@ def main(argv=None) -> int:
     env = environment()
     print(describe(env), flush=True)
     report = Report()
-    if 'ops' not in args.skip:
-        check_ops(env, report)
-    if 'train' not in args.skip:
-        check_train(env, report, work_dir, args.iters)
-    if 'ddp' not in args.skip:
-        check_ddp(env, report, work_dir, args.iters)
-    if 'bench' not in args.skip:
-        check_bench(env, report, work_dir)
+    checks = dict(ops=lambda: check_ops(env, report),
+                  train=lambda: check_train(env, report, work_dir, args.iters),
+                  ddp=lambda: check_ddp(env, report, work_dir, args.iters),
+                  bench=lambda: check_bench(env, report, work_dir))
+    for name in CHECKS:
+        if name not in args.skip:
+            checks[name]()
 
     code = report.exit_code()
     print('\n' + describe(env))
@@ -444,10 +439,8 @@ def main(argv=None) -> int:
                EXIT_SKIPPED: 'nothing failed, but checks were SKIPPED (see above)'}[code]
     print(f'\n{verdict}; {time.time() - T0:.0f} s; results in {out}; exit code {code}')
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    with open(out, 'w') as f:
-        json.dump(dict(environment=env, tolerances=TOLERANCES, exit_code=code,
-                       seconds=round(time.time() - T0, 1), checks=report.rows),
-                  f, indent=1)
+    write_json(dict(environment=env, tolerances=TOLERANCES, exit_code=code,
+                    seconds=round(time.time() - T0, 1), checks=report.rows), out, indent=1)
     return code
 
 

@@ -9,18 +9,18 @@ next to those of a full checkpoint.
 """
 import argparse
 
-from mmengine.config import Config, DictAction
-
-# Importing protune_mm also registers its modules.
 from protune_mm import find_wrappers, format_report, pack_nbytes, parameter_report
 from protune_mm.engine import method_notes, skipped_prompts
+
+from .common import add_cfg_options
+from .config import build_model, load_config
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('config', help='config file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in tools/train.py')
+    parser.add_argument('config', help='config file (or mmdet::, mmseg::, protune_mm:: '
+                        'path)')
+    add_cfg_options(parser)
     return parser.parse_args(argv)
 
 
@@ -43,12 +43,7 @@ def format_sizes(sizes: dict) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model = MODELS.build(cfg.model)
+    model = build_model(load_config(args.config, args.cfg_options))
     print(f'Parameters per part of {args.config}:')
     print(format_report(parameter_report(model), skipped_prompts(model),
                         method_notes(model)))

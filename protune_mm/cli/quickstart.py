@@ -8,6 +8,10 @@
 4. exports prompt-only packs with tools/export_prompts.py;
 5. saves a picture of the predictions on a validation image.
 
+Data and work dirs go under the current directory; the configs are the ones shipped
+with the package (``protune_mm::quickstart/...``), so an installed package runs it
+from anywhere: ``python -m protune_mm.cli.quickstart``.
+
 Without network the ImageNet weights cannot be downloaded: it says so and trains
 on the frozen backbone as initialised (the numbers then only show that the
 pipeline runs, not what Pro-tuning achieves).
@@ -15,7 +19,6 @@ pipeline runs, not what Pro-tuning achieves).
 import argparse
 import glob
 import json
-import os
 import os.path as osp
 import socket
 import subprocess
@@ -24,14 +27,13 @@ import time
 
 from protune_mm.data import make_ade20k, make_coco
 
-#: The repository (configs/, tools/): protune_mm is installed from it in editable mode.
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .config import load_config
 
 JOBS = [
     # name, config, pretrained source of its frozen backbone, download host
-    ('det', 'configs/quickstart/mask_rcnn_protune_r50_synthetic.py',
+    ('det', 'protune_mm::quickstart/mask_rcnn_protune_r50_synthetic.py',
      'torchvision://resnet50', 'download.pytorch.org'),
-    ('seg', 'configs/quickstart/upernet_protune_r50_synthetic.py',
+    ('seg', 'protune_mm::quickstart/upernet_protune_r50_synthetic.py',
      'open-mmlab://resnet50_v1c', 'download.openmmlab.com'),
 ]
 T0 = time.time()
@@ -49,9 +51,12 @@ def online(host: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def run(cmd):
+def run(tool: str, *args: str):
+    """``python -m protune_mm.cli.<tool> ARGS`` (what tools/<tool>.py runs), in its own
+    process: mmengine keeps loggers and visualizers per process."""
+    cmd = [sys.executable, '-m', f'protune_mm.cli.{tool}', *args]
     say('$ ' + ' '.join(cmd))
-    subprocess.run(cmd, cwd=REPO, check=True)
+    subprocess.run(cmd, check=True)
 
 
 def latest_metrics(work_dir: str) -> dict:
@@ -67,20 +72,19 @@ def latest_metrics(work_dir: str) -> dict:
 
 
 def save_picture(task: str, config: str, checkpoint: str, out_file: str):
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = load_config(config)
     ann_dir = cfg.val_dataloader.dataset.data_root
     if task == 'det':
         from mmdet.apis import inference_detector, init_detector
         from mmdet.registry import VISUALIZERS
-        image = sorted(glob.glob(osp.join(REPO, ann_dir, 'val2017', '*.jpg')))[0]
+        image = sorted(glob.glob(osp.join(ann_dir, 'val2017', '*.jpg')))[0]
         model = init_detector(cfg, checkpoint, device='cpu')
         result = inference_detector(model, image)
         vis = VISUALIZERS.build(model.cfg.visualizer)
     else:
         from mmseg.apis import inference_model, init_model
         from mmseg.registry import VISUALIZERS
-        image = sorted(glob.glob(osp.join(REPO, ann_dir, 'images', 'validation',
+        image = sorted(glob.glob(osp.join(ann_dir, 'images', 'validation',
                                           '*.jpg')))[0]
         model = init_model(cfg, checkpoint, device='cpu')
         result = inference_model(model, image)
@@ -98,7 +102,6 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, help='training iterations per model')
     parser.add_argument('--work-dir', default='work_dirs/quickstart')
     args = parser.parse_args(argv)
-    os.chdir(REPO)
 
     say('1/5 synthetic data (data/synthetic/)')
     for make, root in ((make_coco, 'data/synthetic/coco'),
@@ -126,18 +129,16 @@ def main(argv=None):
             options += [f'train_cfg.max_iters={args.iters}',
                         f'train_cfg.val_interval={args.iters}',
                         f'default_hooks.checkpoint.interval={args.iters}']
-        cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
-        run(cmd + (['--cfg-options'] + options if options else []))
+        run('train', config, '--work-dir', work_dir,
+            *(['--cfg-options'] + options if options else []))
         checkpoint = open(osp.join(work_dir, 'last_checkpoint')).read().strip()
         metrics = latest_metrics(work_dir)
         say(f'3/5 {task}: validation metrics {metrics}')
 
         pack = osp.join(work_dir, 'prompts.safetensors')
         task_pack = osp.join(work_dir, 'task.safetensors')
-        run([sys.executable, 'tools/export_prompts.py', checkpoint, '--out', pack,
-             '--what', 'prompts'])
-        run([sys.executable, 'tools/export_prompts.py', checkpoint, '--out', task_pack,
-             '--what', 'task'])
+        run('export_prompts', checkpoint, '--out', pack, '--what', 'prompts')
+        run('export_prompts', checkpoint, '--out', task_pack, '--what', 'task')
         say(f'4/5 {task}: packs {pack} ({osp.getsize(pack):,} B), {task_pack} '
             f'({osp.getsize(task_pack):,} B); checkpoint {checkpoint} '
             f'({osp.getsize(checkpoint):,} B)')

@@ -1,10 +1,19 @@
-"""tools/test_robustness.py: tools/test.py's command line and set-up, plus the
-corruptions, severities, seed and results file of the robustness run."""
-import os.path as osp
-import sys
+"""Robustness of a detector or segmentor to corrupted inputs (ImageNet-C / COCO-C
+corruptions, Michaelis et al. 2019): the stock metrics per corruption and
+severity, clean performance, mPC and rPC, as JSON, a table and a PNG chart.
 
-from .common import check_data, setup_cpu_distributed
-from .test import build_parser, build_runner, parse_args as parse_test_args, setup_cfg
+    python tools/test_robustness.py CONFIG CKPT_OR_PACK [--corruptions benchmark]
+        [--severities 1 2 3 4 5] [--seed 0] [--results FILE] [--resume]
+        [tools/test.py's options]
+
+tools/test.py's command line and set-up, plus the corruptions, severities, seed
+and results file of the run; the logic is ``protune_mm/robustness/``.
+"""
+import os.path as osp
+
+from .common import check_run, exit_on
+from .config import build_runner
+from .test import build_parser, parse_args as parse_test_args, setup_cfg
 
 
 def parse_args(argv=None):
@@ -39,13 +48,9 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     from protune_mm.checkpoint import CheckpointError
     from protune_mm.robustness.evaluate import run_robustness
-    try:
+    with exit_on(FileNotFoundError, ValueError):
         args = parse_args(argv)
-        cfg = setup_cfg(args)
-        check_data(cfg, splits=('test', ))
-        setup_cpu_distributed(cfg)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f'error: {e}')
+        cfg = check_run(setup_cfg(args), splits=('test', ))
     identity = dict(config=osp.abspath(args.config),
                     checkpoint=osp.abspath(args.checkpoint),
                     prompts=osp.abspath(args.prompts) if args.prompts else None,
@@ -55,8 +60,10 @@ def main(argv=None) -> dict:
                                        (args.cfg_options or {}).items()
                                        if k != 'experiment_name'))
     results = args.results or osp.join(cfg.work_dir, 'robustness.json')
-    try:
+    with exit_on(CheckpointError, ValueError):
         return run_robustness(cfg, identity, args.corruptions, args.severities, results,
                               resume=args.resume, build_runner=build_runner)
-    except (CheckpointError, ValueError) as e:
-        sys.exit(f'error: {e}')
+
+
+if __name__ == '__main__':
+    main()

@@ -80,6 +80,16 @@ def _set_scale(pipeline, scale, crop):
             t['crop_size'] = crop
 
 
+def synthetic_data(root: str) -> dict:
+    """The project's synthetic COCO / ADE20K sets under ``root``, tiny (4 train, 2 val,
+    128 px): ``dict(coco=data_root, ade=data_root)`` as :func:`shrink` takes them."""
+    from protune_mm.data import make_ade20k, make_coco
+    make_coco(osp.join(root, 'coco'), num_train=4, num_val=2, image_size=128, seed=0)
+    make_ade20k(osp.join(root, 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
+    return dict(coco=osp.join(root, 'coco') + '/',
+                ade=osp.join(root, 'ade', 'ADEChallengeData2016'))
+
+
 def shrink(cfg, data: dict, work_dir: str, iters: int = 2):
     """The real config, scaled down to a few CPU seconds, reading ``data``
     (``dict(coco=data_root, ade=data_root)``, as tests/conftest.py's ``synthetic_data``)."""
@@ -110,4 +120,15 @@ def shrink(cfg, data: dict, work_dir: str, iters: int = 2):
     cfg.randomness = dict(seed=0)
     # Unique names: mmengine keeps loggers/message hubs per experiment name.
     cfg.experiment_name = f'test_{uuid.uuid4().hex[:8]}'
+    return cfg
+
+
+def shrink_for_training(cfg, data: dict, work_dir: str, iters: int):
+    """:func:`shrink` for ``iters`` training iterations only: no validation or test
+    (what tools/cuda_check.py checks is training)."""
+    cfg = shrink(cfg, data, work_dir, iters=iters)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters + 1)
+    for split in ('val', 'test'):
+        cfg[f'{split}_dataloader'] = cfg[f'{split}_cfg'] = cfg[f'{split}_evaluator'] = None
+    cfg.default_hooks.checkpoint.interval = iters
     return cfg

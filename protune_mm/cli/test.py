@@ -1,12 +1,31 @@
-"""tools/test.py's command line and config set-up, shared with
-tools/test_robustness.py (which runs the same test, once per corruption)."""
+"""Test (and evaluate) a prompt-tuned detector or segmentor.
+
+Same command line as mmdet's / mmseg's ``tools/test.py``; CHECKPOINT may be
+
+- a full mmengine checkpoint (``PromptCheckpointHook(save_frozen=True)`` or any
+  stock one),
+- a small checkpoint of this project (frozen backbone dropped): the frozen
+  backbone is loaded from its pretrained source (the inner backbone's
+  ``init_cfg``) before the checkpoint, and must be the one it was trained with,
+- a task pack (``.safetensors``, see ``tools/export_prompts.py``), checked
+  against the model before it is loaded.
+
+``--prompts PACK`` loads a prompts-only pack on top of CHECKPOINT (the prompts of
+one task over the neck and heads of CHECKPOINT); a prompts-only pack given as
+CHECKPOINT is refused, since the neck and heads would stay at their random init.
+A checkpoint or pack that cannot be read or does not fit is one line naming it.
+
+``--out``: mmdet configs dump the raw predictions to a ``.pkl`` file (as mmdet's
+test.py); mmseg configs save the predicted maps as PNGs into that directory (as
+mmseg's test.py). The command line and set-up are shared with
+tools/test_robustness.py, which runs the same test once per corruption.
+"""
 import argparse
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.config import Config
 
-from .common import add_launcher_args, default_work_dir, set_local_rank, task_of
+from .common import add_cfg_options, add_launcher_args, check_run, exit_on, set_local_rank
+from .config import build_runner, runner_config, task_of
 
 
 def build_parser(description='Test (and evaluate) a prompt-tuned detector or '
@@ -34,11 +53,7 @@ def build_parser(description='Test (and evaluate) a prompt-tuned detector or '
         'work_dir/timestamp)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override settings of the config, key=value pairs')
+    add_cfg_options(parser)
     add_launcher_args(parser)
     return parser
 
@@ -82,15 +97,8 @@ def add_output(cfg: Config, out: str, task: str) -> None:
 
 
 def setup_cfg(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = runner_config(args)
     task = task_of(cfg)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = default_work_dir(args.config)
     from protune_mm.checkpoint import check_readable, ensure_pack_hook
     check_readable(args.checkpoint)
     cfg.load_from = args.checkpoint
@@ -106,5 +114,15 @@ def setup_cfg(args) -> Config:
     return cfg
 
 
-def build_runner(cfg: Config) -> Runner:
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+def main(argv=None):
+    args = parse_args(argv)
+    with exit_on(FileNotFoundError, ValueError):
+        cfg = check_run(setup_cfg(args), splits=('test', ))
+    from protune_mm.checkpoint import CheckpointError
+    runner = build_runner(cfg)
+    with exit_on(CheckpointError):
+        return runner.test()
+
+
+if __name__ == '__main__':
+    main()

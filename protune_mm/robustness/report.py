@@ -61,27 +61,22 @@ def _fmt(key: str, value) -> str:
 
 
 def format_table(clean: dict, corrupted: dict, severities, keys=None) -> str:
-    """One block per headline metric: a row per corruption (a column per
-    severity, then the mean), then clean, mPC and rPC."""
+    """One table per headline metric: a row per corruption (a column per severity,
+    then the mean), then a line with clean, mPC and rPC."""
+    from prettytable import PrettyTable
     summary = summarise(clean, corrupted, keys)
     severities = [s for s in severities if s > 0]
-    width = max([len('corruption')] + [len(c) for c in corrupted])
     blocks = []
     for key, entry in summary.items():
-        head = f"{key:<{width}} " + ''.join(f'{"s" + str(s):>8}' for s in severities) \
-            + f'{"mean":>8}'
-        lines = [head, '-' * len(head)]
+        table = PrettyTable([key] + [f's{s}' for s in severities] + ['mean'], align='r')
+        table.align[key] = 'l'
         for corruption, by_severity in corrupted.items():
-            cells = ''.join(
-                f'{_fmt(key, by_severity[str(s)][key] if str(s) in by_severity else None):>8}'
-                for s in severities)
-            lines.append(f'{corruption:<{width}} {cells}'
-                         f'{_fmt(key, entry["per_corruption"].get(corruption)):>8}')
-        lines.append('-' * len(head))
+            table.add_row([corruption] + [
+                _fmt(key, by_severity[str(s)][key] if str(s) in by_severity else None)
+                for s in severities] + [_fmt(key, entry['per_corruption'].get(corruption))])
         rpc = '-' if entry['rPC'] is None else f"{entry['rPC']:.3f}"
-        lines.append(f"clean {_fmt(key, entry['clean'])}   mPC {_fmt(key, entry['mPC'])}"
-                     f"   rPC {rpc}")
-        blocks.append('\n'.join(lines))
+        blocks.append(f"{table.get_string()}\nclean {_fmt(key, entry['clean'])}   "
+                      f"mPC {_fmt(key, entry['mPC'])}   rPC {rpc}")
     return '\n\n'.join(blocks)
 
 
