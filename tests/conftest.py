@@ -38,12 +38,8 @@ def load_tool(name):
 def synthetic_data(tmp_path_factory):
     """The project's synthetic COCO / ADE20K sets, tiny (4 train, 2 val, 128 px):
     ``dict(coco=data_root, ade=data_root)`` as the stock dataset configs want them."""
-    from protune_mm.data import make_ade20k, make_coco
-    root = tmp_path_factory.mktemp('data')
-    make_coco(str(root / 'coco'), num_train=4, num_val=2, image_size=128, seed=0)
-    make_ade20k(str(root / 'ade'), num_train=4, num_val=2, image_size=128, seed=0)
-    return dict(coco=str(root / 'coco') + '/',
-                ade=str(root / 'ade' / 'ADEChallengeData2016'))
+    from protune_mm.cli.scaled_config import synthetic_data as make
+    return make(str(tmp_path_factory.mktemp('data')))
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,10 @@ import resource
 import statistics
 import time
 
+from protune_mm.cli.config import load_config
+
 from .batch import num_classes, synthetic_batch
-from .model import load_config, model_config
+from .model import model_config
 
 
 def _rss_bytes() -> int:

@@ -13,8 +13,6 @@ import json
 from protune_mm.sweep.configs import sync_bn_to_bn
 from protune_mm.sweep.methods import method_of, method_types
 
-#: the earlier name, imported by protune_mm/cli/scaled_config.py.
-replace_syncbn = sync_bn_to_bn
 #: the variant that wraps nothing.
 FULL = 'full'
 #: option keys of a wrapper config that are not the method's options.
@@ -47,15 +45,6 @@ def parse_variant(spec: str) -> dict:
                 memory_efficient=memory_efficient, kwargs=kwargs)
 
 
-# The benchmark's own config loading (files and pkg::path), kept apart from the
-# loader of the other commands for now.
-def load_config(path: str):
-    """A config file, or ``package::path`` inside an installed OpenMMLab package."""
-    from mmengine.config import Config
-    if '::' in path:
-        from mmengine.hub import get_config
-        return get_config(path)
-    return Config.fromfile(path)
 
 
 def model_config(cfg, variant: dict):

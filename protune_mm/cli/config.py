@@ -47,21 +47,28 @@ def shipped(*parts: str) -> str:
 
 def config_file(path: str) -> str:
     """The file of a config argument: ``protune_mm::det/x.py`` among the configs
-    shipped with protune_mm, anything else (a path) as given."""
-    if path.startswith('protune_mm::'):
-        return shipped('configs', path.split('::', 1)[1])
-    return path
+    shipped with protune_mm, ``mmdet::x.py`` (any installed OpenMMLab package) in
+    that package's ``.mim/configs``, anything else (a path) as given."""
+    if '::' not in path:
+        return path
+    package, rel = path.split('::', 1)
+    if package == 'protune_mm':
+        return shipped('configs', rel)
+    return osp.join(mim_configs(package), rel)
+
+
+def mim_configs(package: str) -> str:
+    """The config folder of an installed OpenMMLab package."""
+    # mmengine.hub.get_config would read every metafile of the package per call
+    # (a sweep loads over a thousand configs), and install missing packages.
+    from mmengine.utils import get_installed_path
+    return osp.join(get_installed_path(package), '.mim', 'configs')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """``path`` (a file, ``mmdet::``/``mmseg::``/``protune_mm::`` path) as a Config,
     with ``cfg_options`` (``--cfg-options``'s dict) merged."""
-    if '::' in path and not path.startswith('protune_mm::'):
-        # mmengine's resolution of `mmdet::` / `mmseg::` (the package's .mim/configs).
-        from mmengine.hub import get_config
-        cfg = get_config(path)
-    else:
-        cfg = Config.fromfile(config_file(path))
+    cfg = Config.fromfile(config_file(path))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

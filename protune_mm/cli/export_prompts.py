@@ -14,8 +14,8 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from protune_mm.checkpoint import CheckpointError
-from protune_mm.checkpoint.pack import PACK_KINDS, export_prompt_pack, read_checkpoint
+from protune_mm.checkpoint import CheckpointError, export_prompt_pack, read_checkpoint
+from protune_mm.checkpoint.pack_file import PACK_KINDS
 
 from .common import add_cfg_options, exit_on
 from .config import build_model, load_config

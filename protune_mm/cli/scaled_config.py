@@ -6,7 +6,7 @@ import os.path as osp
 import uuid
 
 # SyncBN -> BN everywhere in a nested config: one CPU process has no process group.
-from protune_mm.benchmark.model import replace_syncbn as sync_bn_to_bn
+from protune_mm.sweep.configs import sync_bn_to_bn
 
 
 def shrink_model(model):

@@ -99,7 +99,8 @@ def add_output(cfg: Config, out: str, task: str) -> None:
 def setup_cfg(args) -> Config:
     cfg = runner_config(args)
     task = task_of(cfg)
-    from protune_mm.checkpoint import check_readable, ensure_pack_hook
+    from protune_mm.checkpoint import check_readable
+    from protune_mm.engine import ensure_pack_hook
     check_readable(args.checkpoint)
     cfg.load_from = args.checkpoint
     # Small checkpoints and packs lack the frozen backbone: the checkpoint policy

@@ -9,6 +9,8 @@ import os.path as osp
 import warnings
 from typing import List, Optional, Tuple
 
+from protune_mm.cli.config import load_config, mim_configs
+
 #: packages whose stock configs make the default sweep.
 PACKAGES = ('mmdet', 'mmseg')
 #: config keys that load weights; removed at any depth of the backbone config.
@@ -18,31 +20,16 @@ CHECKED, NOT_BUILT, NO_BACKBONE, NOT_LOADED = ('checked', 'not built', 'no backb
                                                'not loaded')
 
 
-def _mim_configs(pkg: str) -> str:
-    """The stock config folder of an installed OpenMMLab package."""
-    from mmengine.utils import get_installed_path
-    return osp.join(get_installed_path(pkg), '.mim', 'configs')
-
-
 def stock_configs(packages=PACKAGES) -> List[str]:
     """``pkg::path`` of every stock config of ``packages`` (``_base_`` left out)."""
     names = []
     for pkg in packages:
-        root = _mim_configs(pkg)
+        root = mim_configs(pkg)
         for path in sorted(glob.glob(osp.join(root, '**', '*.py'), recursive=True)):
             rel = osp.relpath(path, root)
             if '_base_' not in rel.split(osp.sep):
                 names.append(f'{pkg}::{rel}')
     return names
-
-
-# The sweep's own config loading (files and pkg::path), kept apart from the
-# loader of the other commands for now.
-def _config_file(name: str) -> str:
-    if '::' not in name:
-        return name
-    pkg, rel = name.split('::', 1)
-    return osp.join(_mim_configs(pkg), rel)
 
 
 def _plain(value):
@@ -98,11 +85,10 @@ def reason(e: BaseException, limit: int = 300) -> str:
 
 def read_backbone(name: str) -> Tuple[str, Optional[str], Optional[dict]]:
     """(status, reason or scope, stripped backbone config) of one config."""
-    from mmengine.config import Config
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            cfg = Config.fromfile(_config_file(name))
+            cfg = load_config(name)
     except Exception as e:  # a stock config may need a package or project not here
         return NOT_LOADED, reason(e), None
     model = cfg.get('model')
