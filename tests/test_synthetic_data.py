@@ -1,4 +1,4 @@
-"""protune_mm.data.synthetic (tools/make_synthetic_data.py): the stock mmdet / mmseg
+"""protune_mm.data (tools/make_synthetic_data.py): the stock mmdet / mmseg
 dataset configs load the synthetic sets unchanged and run their pipelines;
 annotations agree with the pixels; files are byte-identical per seed; reruns skip,
 --force and new parameters rewrite, and an interrupted run never replaces a complete
@@ -15,6 +15,9 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
+from protune_mm.cli import make_synthetic_data as cli
+from protune_mm.data import ade, draw, looks
+from protune_mm.data.coco import COCO_DRAWN
 from protune_mm.data import synthetic as synth
 
 TOOL = osp.join(REPO, 'tools', 'make_synthetic_data.py')
@@ -51,7 +54,7 @@ def _hashes(root):
 def _nearest_look(pixels, names):
     """The look among ``names`` whose base colour is nearest the pixels' median."""
     median = np.median(pixels.reshape(-1, 3).astype(np.float64), axis=0)
-    dists = {n: np.linalg.norm(median - synth.LOOKS[n].base) for n in names}
+    dists = {n: np.linalg.norm(median - looks.LOOKS[n].base) for n in names}
     return min(dists, key=dists.get)
 
 
@@ -115,7 +118,7 @@ def test_coco_json_real_categories_and_pixels(coco_root, split, num):
     assert (sup['person'], sup['car'], sup['dog'], sup['tv'], sup['toothbrush']) == \
         ('person', 'vehicle', 'animal', 'electronic', 'indoor')
     assert len(coco.getImgIds()) == num
-    drawn = [look.name for look in synth.COCO_DRAWN]
+    drawn = [look.name for look in COCO_DRAWN]
     num_crowd = 0
     for img_info in coco.loadImgs(coco.getImgIds()):
         path = osp.join(coco_root, f'{split}2017', img_info['file_name'])
@@ -185,12 +188,12 @@ def test_ade_stock_config_runs_pipelines(ade_root, tmp_path):
     data_root = osp.join(ade_root, 'ADEChallengeData2016')
     classes = ADE20KDataset.METAINFO['classes']
     # Label values are the real ADE20K indices: value k is classes[k - 1].
-    for name, value in synth.ADE_LABELS.items():
+    for name, value in ade.ADE_LABELS.items():
         assert classes[value - 1] == name
 
     dataset = _build('mmseg::_base_/datasets/ade20k.py', data_root, tmp_path)
     assert len(dataset) == NUM_TRAIN
-    allowed = {v - 1 for v in synth.ADE_LABELS.values()} | {255}  # reduce_zero_label
+    allowed = {v - 1 for v in ade.ADE_LABELS.values()} | {255}  # reduce_zero_label
     sample = dataset[0]
     c, h, w = sample['inputs'].shape
     assert c == 3 and max(h, w) <= 512  # stock RandomCrop 512; padding is the model's
@@ -226,10 +229,10 @@ def test_ade_label_maps_match_pixels(ade_root):
             label = np.asarray(png)
             img = np.asarray(Image.open(osp.join(data_root, 'images', folder, jpg)))
             assert label.shape == img.shape[:2]
-            assert set(np.unique(label).tolist()) <= {0, *synth.ADE_LABELS.values()}
+            assert set(np.unique(label).tolist()) <= {0, *ade.ADE_LABELS.values()}
             seen_other |= bool((label == 0).any())
             for name in checked:
-                pixels[name].append(img[label == synth.ADE_LABELS[name]])
+                pixels[name].append(img[label == ade.ADE_LABELS[name]])
         assert seen_other  # some pixels are "other", i.e. ignored after reduce_zero_label
         for name in checked:
             px = np.concatenate(pixels[name])
@@ -282,19 +285,19 @@ def test_interrupted_run_keeps_the_complete_set(tmp_path, monkeypatch):
     root = str(tmp_path / 'ade')
     synth.make_ade20k(root, 2, 1, 96, seed=0)
     before = _hashes(root)
-    real_split = synth._ade_split
+    real_split = ade.write_split
 
     def crash_in_val(out_dir, split, *args):
         real_split(out_dir, split, *args)
         if split == 'val':
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, '_ade_split', crash_in_val)
+    monkeypatch.setattr(ade, 'write_split', crash_in_val)
     with pytest.raises(KeyboardInterrupt):
         synth.make_ade20k(root, 3, 1, 96, seed=0)
     assert _hashes(root) == before  # the old set is intact and still complete
     assert not synth.make_ade20k(root, 2, 1, 96, seed=0)['written']
-    monkeypatch.setattr(synth, '_ade_split', real_split)
+    monkeypatch.setattr(ade, 'write_split', real_split)
     assert synth.make_ade20k(root, 3, 1, 96, seed=0)['written']
     assert sorted(os.listdir(tmp_path)) == ['ade']  # the scratch of the crash is gone
 
@@ -336,11 +339,22 @@ def test_cli_writes_then_skips(tmp_path):
     assert bad.returncode != 0 and 'image_size must be >= 64' in bad.stderr
 
 
+def test_cli_writes_the_set_asked_for_and_names_a_bad_field(tmp_path, capsys):
+    cli.main(['--only', 'ade', '--ade', str(tmp_path / 'ade'), '--num-train', '1',
+              '--num-val', '1', '--size', '96'])
+    assert 'ADE20K: wrote 1 train + 1 val images (new)' in capsys.readouterr().out
+    assert synth.read_stamp(str(tmp_path / 'ade'))['kind'] == 'ade20k'
+    assert not (tmp_path / 'coco').exists()
+    with pytest.raises(SystemExit, match='COCO: image_size must be >= 64, got 10'):
+        cli.main(['--only', 'coco', '--coco', str(tmp_path / 'coco'), '--size', '10'])
+    assert not (tmp_path / 'coco').exists()
+
+
 # ------------------------------------------------------------------ the drawing parts
 
 def test_image_sizes_have_the_long_side_asked_for():
     rng = np.random.default_rng(0)
-    sizes = {synth._image_size(200, rng) for _ in range(30)}
+    sizes = {draw.image_size(200, rng) for _ in range(30)}
     assert sizes == {(200, 150), (150, 200), (200, 200)}  # landscape, portrait, square
 
 
@@ -348,7 +362,7 @@ def test_placed_objects_never_touch_and_stay_inside():
     rng = np.random.default_rng(0)
     boxes = []
     extent = np.array([-10., -5., 10., 5.])  # a 20 x 10 shape around the origin
-    offsets = [synth._place(extent, 100, 80, boxes, rng, margin=3) for _ in range(40)]
+    offsets = [draw.place(extent, 100, 80, boxes, rng, margin=3) for _ in range(40)]
     placed = [o for o in offsets if o is not None]
     assert len(placed) == len(boxes) > 3 and len(placed) < 40  # the image fills up
     for i, a in enumerate(boxes):
@@ -357,18 +371,21 @@ def test_placed_objects_never_touch_and_stay_inside():
             assert (a[0] >= b[2] + 3 or b[0] >= a[2] + 3 or
                     a[1] >= b[3] + 3 or b[1] >= a[3] + 3), (a, b)
     # A shape larger than the image has no place, and nothing is recorded.
-    assert synth._place(np.array([-60., -5., 60., 5.]), 100, 80, boxes, rng) is None
+    assert draw.place(np.array([-60., -5., 60., 5.]), 100, 80, boxes, rng) is None
     assert len(boxes) == len(placed)
 
 
 def test_polygon_mask_fills_the_polygon():
-    square = synth._rect(20, 10) + [30, 20]  # x 20..40, y 15..25
-    mask = synth._polygon_mask(square, 64, 48)
+    square = draw.rect(20, 10) + [30, 20]  # x 20..40, y 15..25
+    mask = draw.polygon_mask(square, 64, 48)
     ys, xs = np.nonzero(mask)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (20, 40, 15, 25)
     assert mask.sum() == 21 * 11  # PIL fills the outline's pixels too
+    # (x, y) pairs as the transfer study's tasks pass them give the same mask.
+    assert np.array_equal(draw.polygon_mask([tuple(p) for p in square.tolist()], 64, 48),
+                          mask)
     # Rotation about the origin keeps every corner's distance to it.
-    turned = synth._rotate(synth._rect(20, 10), 30)
+    turned = draw.rotate(draw.rect(20, 10), 30)
     assert np.allclose(np.linalg.norm(turned, axis=1), np.hypot(10, 5))
 
 

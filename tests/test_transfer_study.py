@@ -1,4 +1,4 @@
-"""protune_mm.study.transfer (tools/transfer_study.py) end to end at toy scale (a few
+"""protune_mm.study (tools/transfer_study.py) end to end at toy scale (a few
 iterations on 32 px images): the JSON holds every requested method with a real mIoU
 and parameter counts, head-only trains nothing on the backbone side, the frozen
 backbones saved after adaptation are the pre-trained checkpoint bit for bit while
@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from conftest import REPO
-from protune_mm.study import transfer as study_tool
+from protune_mm.cli import transfer_study as cli
+from protune_mm.study import checks, loop, models, report, tasks, variants
 
 TOOL = osp.join(REPO, 'tools', 'transfer_study.py')
 
@@ -31,8 +32,8 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp('transfer_study')
     out = root / 'out' / 'study.json'
     work = root / 'work'
-    report = study_tool.main(TINY + ['--backbones', *BACKBONES, '--methods', *METHODS,
-                                     '--work-dir', str(work), '--out', str(out)])
+    report = cli.main(TINY + ['--backbones', *BACKBONES, '--methods', *METHODS,
+                              '--work-dir', str(work), '--out', str(out)])
     with open(out) as f:
         data = json.load(f)
     return dict(root=root, out=out, work=work, data=data, report=report)
@@ -98,9 +99,8 @@ def test_frozen_backbones_equal_the_pretrained_checkpoint(study):
                                weights_only=True)['state_dict']
             frozen = {k[len('backbone.backbone.'):]: v for k, v in state.items()
                       if k.startswith('backbone.backbone.')}
-            assert set(frozen) == set(ref), method
-            changed = [k for k in ref if not torch.equal(frozen[k], ref[k])]
-            assert not changed, f'{backbone}/{method}: frozen tensors changed: {changed[:3]}'
+            torch.testing.assert_close(frozen, ref, rtol=0, atol=0,
+                                       msg=lambda m: f'{backbone}/{method}: {m}')
             prompts = {k: v for k, v in state.items() if k.startswith('backbone.prompts.')}
             if method == 'frozen':
                 assert not prompts
@@ -121,27 +121,35 @@ def test_frozen_backbones_equal_the_pretrained_checkpoint(study):
 def test_frozen_check_detects_a_changed_buffer():
     module = torch.nn.BatchNorm2d(4)
     reference = {k: v.clone() for k, v in module.state_dict().items()}
-    assert study_tool.check_equal(module, reference, 'bn') == len(reference)
+    assert checks.check_equal(module, reference, 'bn') == len(reference)
     module.running_mean[0] += 1e-6
     with pytest.raises(RuntimeError, match='running_mean'):
-        study_tool.check_equal(module, reference, 'bn')
+        checks.check_equal(module, reference, 'bn')
+    module.running_mean.copy_(reference['running_mean'])
+    assert checks.check_equal(module, reference, 'bn') == len(reference)
+    other_dtype = dict(reference, num_batches_tracked=reference['num_batches_tracked'].int())
+    with pytest.raises(RuntimeError, match="bn: differs.*dtype.*num_batches_tracked"):
+        checks.check_equal(module, other_dtype, 'bn')
+    missing = {k: v for k, v in reference.items() if k != 'running_var'}
+    with pytest.raises(RuntimeError, match=r"bn: keys differ.*unexpected \['running_var'\]"):
+        checks.check_equal(module, missing, 'bn')
 
 
 def test_bad_arguments_name_the_option():
     with pytest.raises(ValueError, match=r"--methods.*'lora'.*allowed.*'protune'"):
-        study_tool.parse_args(['--methods', 'frozen', 'lora'])
+        cli.parse_args(['--methods', 'frozen', 'lora'])
     with pytest.raises(ValueError, match=r"--backbones.*'swin'.*allowed.*'resnet'"):
-        study_tool.parse_args(['--backbones', 'swin'])
+        cli.parse_args(['--backbones', 'swin'])
     with pytest.raises(ValueError, match='--size'):
-        study_tool.parse_args(['--size', '48'])
+        cli.parse_args(['--size', '48'])
     with pytest.raises(ValueError, match='--iters'):
-        study_tool.parse_args(['--iters', '0'])
+        cli.parse_args(['--iters', '0'])
     with pytest.raises(ValueError, match=r"--method-lr.*'protune'.*'lora=1e-3'"):
-        study_tool.parse_args(['--method-lr', 'lora=1e-3'])
+        cli.parse_args(['--method-lr', 'lora=1e-3'])
     with pytest.raises(ValueError, match=r"--method-lr full.*'fast'"):
-        study_tool.parse_args(['--method-lr', 'full=fast'])
+        cli.parse_args(['--method-lr', 'full=fast'])
     with pytest.raises(ValueError, match=r"--method-lr full must be a positive"):
-        study_tool.parse_args(['--method-lr', 'full=-1'])
+        cli.parse_args(['--method-lr', 'full=-1'])
     # From the command line: a usage error, not a traceback.
     proc = subprocess.run([sys.executable, TOOL, '--methods', 'bogus'],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -162,7 +170,7 @@ def _run(miou, aacc=80.0):
 def test_summarise_gives_mean_std_per_seed_and_gain_over_head_only():
     runs = OrderedDict(frozen={0: _run(40.0, 80.0), 1: _run(42.0, 82.0)},
                        protune={0: _run(45.0, 85.0), 1: _run(41.0, 81.0)})
-    out = study_tool.summarise(runs, [0, 1])
+    out = report.summarise(runs, [0, 1])
     assert list(out) == ['frozen', 'protune']
     p = out['protune']
     assert p['label'] == 'Pro-tuning'
@@ -176,19 +184,19 @@ def test_summarise_gives_mean_std_per_seed_and_gain_over_head_only():
     assert 'share_of_full_gain' not in p  # no full fine-tuning in the run
     # With full fine-tuning (+8 over head-only): Pro-tuning recovers 2 / 8 of it.
     runs['full'] = {0: _run(50.0), 1: _run(48.0)}
-    out = study_tool.summarise(runs, [0, 1])
+    out = report.summarise(runs, [0, 1])
     assert out['protune']['share_of_full_gain'] == 0.25
     assert out['full']['share_of_full_gain'] == 1.0
     assert 'share_of_full_gain' not in out['frozen']
     # One seed: no spread; without head-only: no gains.
-    single = study_tool.summarise(OrderedDict(full={3: _run(50.0)}), [3])
+    single = report.summarise(OrderedDict(full={3: _run(50.0)}), [3])
     assert single['full']['mIoU'] == dict(mean=50.0, std=0.0, per_seed={'3': 50.0})
     assert 'gain_over_head_only' not in single['full']
 
 
 def test_lr_warms_up_linearly_then_decays_to_zero():
     iters, base = 100, 1.0  # warm-up: 5% = 5 iterations
-    lrs = [study_tool.lr_at(it, iters, base) for it in range(iters)]
+    lrs = [loop.lr_at(it, iters, base) for it in range(iters)]
     assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
     assert lrs[5] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))
@@ -196,29 +204,29 @@ def test_lr_warms_up_linearly_then_decays_to_zero():
 
 
 def test_data_order_is_shuffled_epochs_fixed_by_the_seed():
-    batches = study_tool.data_order(10, 7, 4, seed=0)
+    batches = loop.data_order(10, 7, 4, seed=0)
     assert len(batches) == 7 and all(len(b) == 4 for b in batches)
     flat = [i for b in batches for i in b]
     assert sorted(flat[:10]) == list(range(10))  # the first epoch sees every image once
     assert sorted(flat[10:20]) == list(range(10))
-    assert study_tool.data_order(10, 7, 4, seed=0) == batches
-    assert study_tool.data_order(10, 7, 4, seed=1) != batches
+    assert loop.data_order(10, 7, 4, seed=0) == batches
+    assert loop.data_order(10, 7, 4, seed=1) != batches
 
 
 @pytest.mark.parametrize('task, classes', [('A', 3), ('B', 4)])
 def test_tasks_are_deterministic_and_use_their_classes(task, classes):
-    images, labels = study_tool.make_task(task, 3, 32, seed=7)
+    images, labels = tasks.make_task(task, 3, 32, seed=7)
     assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
     assert labels.shape == (3, 32, 32) and labels.dtype == np.uint8
-    assert len(study_tool.TASKS[task]['classes']) == classes
+    assert len(tasks.TASKS[task]['classes']) == classes
     assert set(np.unique(labels)) <= set(range(classes)) and labels.max() > 0
-    again = study_tool.make_task(task, 3, 32, seed=7)
+    again = tasks.make_task(task, 3, 32, seed=7)
     assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
-    assert not np.array_equal(study_tool.make_task(task, 3, 32, seed=8)[0], images)
+    assert not np.array_equal(tasks.make_task(task, 3, 32, seed=8)[0], images)
 
 
 def test_vpt_border_keeps_the_ratio_of_10_px_at_320():
-    assert [study_tool.vpt_border(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]
+    assert [models.vpt_border(s) for s in (32, 64, 320, 640)] == [1, 2, 10, 20]
 
 
 @pytest.mark.slow
@@ -226,12 +234,12 @@ def test_robustness_option_adds_corrupted_evaluation_and_keeps_the_numbers(tmp_p
     """--robustness evaluates each adapted model on corrupted task B val images
     (protune_mm.Corrupt) and leaves every other number of the study unchanged."""
     common = TINY[:-2] + ['--backbones', 'resnet', '--methods', 'frozen', 'protune']
-    plain = study_tool.main(common + ['--work-dir', str(tmp_path / 'a'),
-                                      '--out', str(tmp_path / 'a.json')])
-    robust = study_tool.main(common + ['--robustness', '--corruptions', 'fog', 'pixelate',
-                                       '--severities', '1', '5',
-                                       '--work-dir', str(tmp_path / 'b'),
-                                       '--out', str(tmp_path / 'b.json')])
+    plain = cli.main(common + ['--work-dir', str(tmp_path / 'a'),
+                               '--out', str(tmp_path / 'a.json')])
+    robust = cli.main(common + ['--robustness', '--corruptions', 'fog', 'pixelate',
+                                '--severities', '1', '5',
+                                '--work-dir', str(tmp_path / 'b'),
+                                '--out', str(tmp_path / 'b.json')])
     for method in ('frozen', 'protune'):
         a = plain['results']['resnet']['methods'][method]
         b = robust['results']['resnet']['methods'][method]
@@ -254,18 +262,18 @@ def test_robustness_option_adds_corrupted_evaluation_and_keeps_the_numbers(tmp_p
 # Method variants, task B data scale, pre-training reuse (issue 15).
 
 def test_variants_parse_and_bad_ones_name_the_entry():
-    args = study_tool.parse_args(['--methods', 'frozen', 'protune:hidden_ratio=0.25',
-                                  'protune:place=output,prompt_lr=3e-2',
-                                  'full:lp_iters=250,lr=1e-3'])
+    args = cli.parse_args(['--methods', 'frozen', 'protune:hidden_ratio=0.25',
+                           'protune:place=output,prompt_lr=3e-2',
+                           'full:lp_iters=250,lr=1e-3'])
     v = args.methods[2]
     assert v.name == 'protune' and v.options == dict(place='output', prompt_lr=0.03)
     assert v.label == 'Pro-tuning (place=output, prompt_lr=0.03)'
-    assert study_tool.method_lr(args, args.methods[3]) == 1e-3
-    assert study_tool.method_lr(args, args.methods[1]) == args.lr
-    cfg = study_tool.method_config(args.methods[1], 'resnet', {}, 64)
+    assert variants.method_lr(args, args.methods[3]) == 1e-3
+    assert variants.method_lr(args, args.methods[1]) == args.lr
+    cfg = models.method_config(args.methods[1], 'resnet', {}, 64)
     assert cfg['hidden_ratio'] == 0.25 and cfg['type'] == 'protune_mm.ProTune'
-    blocks = study_tool.method_config(study_tool.Variant('protune:per_block=True'),
-                                      'resnet', {}, 64)
+    blocks = models.method_config(variants.Variant('protune:per_block=True'),
+                                  'resnet', {}, 64)
     assert blocks['stage_modules'][:3] == ['layer1.0', 'layer1.1', 'layer2.0']
     assert 'per_block' not in blocks and 'memory_efficient' not in blocks
     for spec, match in [
@@ -279,10 +287,10 @@ def test_variants_parse_and_bad_ones_name_the_entry():
             ('protune:backbone_lr=0.1', r'backbone_lr needs a trained backbone'),
             ('protune:lr=1,lr=2', r'lr given twice')]:
         with pytest.raises(ValueError, match=match):
-            study_tool.parse_args(['--methods', spec])
+            cli.parse_args(['--methods', spec])
     with pytest.raises(ValueError, match='per_block is for the resnet'):
-        study_tool.method_config(study_tool.Variant('protune:per_block=True'), 'vit',
-                                 {}, 64)
+        models.method_config(variants.Variant('protune:per_block=True'), 'vit',
+                             {}, 64)
 
 
 def test_prompt_lr_gives_the_prompts_their_own_schedule(monkeypatch):
@@ -300,36 +308,36 @@ def test_prompt_lr_gives_the_prompts_their_own_schedule(monkeypatch):
             seen.append(sorted(g['lr'] for g in optim.param_groups if 'base' in g))
             return dict(loss=torch.tensor(1.0))
 
-    monkeypatch.setattr(study_tool, 'make_batch', lambda split, idx: None)
-    monkeypatch.setattr(study_tool, 'log', lambda msg: None)
-    args = study_tool.parse_args(['--batch', '1', '--log-interval', '100'])
+    monkeypatch.setattr(loop, 'make_batch', lambda split, idx: None)
+    monkeypatch.setattr(loop, 'log', lambda msg: None)
+    args = cli.parse_args(['--batch', '1', '--log-interval', '100'])
     split = (np.zeros((4, 1)), None)
-    study_tool.train(Model(), split, args, 40, 0.01, 0, 'x', side_lr=0.03)
-    assert seen[10] == pytest.approx([study_tool.lr_at(10, 40, 0.01),
-                                      study_tool.lr_at(10, 40, 0.03)])
+    loop.train(Model(), split, args, 40, 0.01, 0, 'x', side_lr=0.03)
+    assert seen[10] == pytest.approx([loop.lr_at(10, 40, 0.01),
+                                      loop.lr_at(10, 40, 0.03)])
 
 
 def test_data_scale_and_pretraining_reuse(tmp_path):
     """--num-train-b trains task B on its first N images (nested subsets); a second
     study with the same task A settings reuses the pre-trained backbone."""
-    a = study_tool.make_task('B', 5, 32, seed=2000)
-    b = study_tool.make_task('B', 2, 32, seed=2000)
+    a = tasks.make_task('B', 5, 32, seed=2000)
+    b = tasks.make_task('B', 2, 32, seed=2000)
     assert np.array_equal(a[0][:2], b[0]) and np.array_equal(a[1][:2], b[1])
     common = TINY[:-2] + ['--backbones', 'resnet', '--work-dir', str(tmp_path / 'w')]
-    first = study_tool.main(common + ['--methods', 'frozen', '--num-train-b', '2',
-                                      '--out', str(tmp_path / 'a.json')])
+    first = cli.main(common + ['--methods', 'frozen', '--num-train-b', '2',
+                               '--out', str(tmp_path / 'a.json')])
     assert first['settings']['num_train_b'] == 2
     assert '--num-train-b 2' in first['command']
     assert 'reused' not in first['results']['resnet']['pretrain']
-    second = study_tool.main(common + ['--methods', 'frozen', 'full:lp_iters=2',
-                                       '--out', str(tmp_path / 'b.json')])
+    second = cli.main(common + ['--methods', 'frozen', 'full:lp_iters=2',
+                                '--out', str(tmp_path / 'b.json')])
     pre = second['results']['resnet']['pretrain']
     assert pre['reused'] and pre['mIoU'] == first['results']['resnet']['pretrain']['mIoU']
     assert second['settings']['num_train_b'] == 6
     assert second['results']['resnet']['methods']['full:lp_iters=2']['label'] == \
         'full fine-tuning (lp_iters=2)'
-    changed = study_tool.main(common + ['--methods', 'frozen', '--iters-pretrain', '5',
-                                        '--out', str(tmp_path / 'c.json')])
+    changed = cli.main(common + ['--methods', 'frozen', '--iters-pretrain', '5',
+                                 '--out', str(tmp_path / 'c.json')])
     assert 'reused' not in changed['results']['resnet']['pretrain']
 
 
@@ -338,8 +346,8 @@ def test_eval_train_adds_train_miou_and_keeps_the_numbers(tmp_path):
     every other number of the study is unchanged."""
     common = TINY[:-2] + ['--backbones', 'resnet', '--methods', 'frozen', 'protune',
                           '--work-dir', str(tmp_path / 'w')]
-    plain = study_tool.main(common + ['--out', str(tmp_path / 'a.json')])
-    scored = study_tool.main(common + ['--eval-train', '--out', str(tmp_path / 'b.json')])
+    plain = cli.main(common + ['--out', str(tmp_path / 'a.json')])
+    scored = cli.main(common + ['--eval-train', '--out', str(tmp_path / 'b.json')])
     assert scored['settings']['eval_train'] and '--eval-train' in scored['command']
     assert 'train mIoU' in scored['table'][0] and 'train mIoU' not in plain['table'][0]
     for method in ('frozen', 'protune'):
@@ -377,6 +385,6 @@ def test_evaluate_scores_the_first_images_of_a_split():
 
     data = dict(train=(images, labels), val=(images, labels), classes=('a', 'b'))
     model = Model()
-    assert study_tool.evaluate(model, data, 'train', 2)['mIoU'] == 100.0
-    assert study_tool.evaluate(model, data, 'train', 10)['mIoU'] < 50
-    assert study_tool.evaluate(model, data)['mIoU'] < 50
+    assert loop.evaluate(model, data, 'train', 2)['mIoU'] == 100.0
+    assert loop.evaluate(model, data, 'train', 10)['mIoU'] < 50
+    assert loop.evaluate(model, data)['mIoU'] < 50

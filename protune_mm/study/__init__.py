@@ -1,1 +1,2 @@
-"""Studies run from tools/: the transfer study (``transfer``)."""
+"""The transfer study (``transfer``), run by ``tools/transfer_study.py``; its parts:
+``variants``, ``models``, ``tasks``, ``loop``, ``checks``, ``report``."""
