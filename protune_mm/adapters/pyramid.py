@@ -6,7 +6,7 @@ spatially (a strided conv on the token map, then a norm) before a
 ``torch.nn.MultiheadAttention``.
 
 VPT: prompts go into the keys/values of every such attention
-(``kv_sites``, ``methods/vpt_kv.py``), not into the token sequence. The
+(``kv_sites``, ``methods/vpt/kv.py``), not into the token sequence. The
 sequence must stay exactly the H*W grid: the key/value reduction, the
 Mix-FFN / conditional position encoding (3x3 depthwise convs) and the window
 attention of these backbones all reshape it to the map. A VPT-deep prompt

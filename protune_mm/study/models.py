@@ -4,7 +4,7 @@ import torch
 from .variants import METHODS, STUDY_OPTIONS, Variant
 
 #: ImageNet mean/std on 0-255 RGB: mmseg's default, and what VPT's pad prompts
-#: assume (protune_mm.methods.vpt_pad.PAD_MEAN/PAD_STD).
+#: assume (protune_mm.methods.vpt.PAD_MEAN/PAD_STD).
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 HEAD_CHANNELS = 32
 
