@@ -42,6 +42,6 @@ setup(
     install_requires=[
         'mmengine==0.10.7', 'mmdet==3.3.0', 'mmsegmentation==1.2.2', 'mmpretrain==1.2.0',
         'timm>=1.0,<2', 'safetensors', 'ftfy', 'regex', 'imagecorruptions-imaug',
-        'prettytable',
+        'prettytable>=3.12',  # HRuleStyle / VRuleStyle
     ],
 )
