@@ -39,6 +39,3 @@ def rebind_forward(module: nn.Module, forward: Callable) -> Handle:
 def unbind_forward(module: nn.Module) -> None:
     module.__dict__.pop('forward', None)
 
-
-def is_rebound(module: nn.Module) -> bool:
-    return 'forward' in module.__dict__

@@ -13,7 +13,6 @@ and ``inject`` and keeps the handles, so :meth:`remove`, :meth:`disable` and
 :meth:`enable` give the bare backbone back exactly.
 """
 import copy
-import dataclasses
 import functools
 from typing import Callable, Dict, List, Optional
 
