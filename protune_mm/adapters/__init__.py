@@ -4,10 +4,10 @@ from . import (beit, bisenet, branches, cgnet, convnext, csp, darknet,  # noqa: 
                mobilenet_v2, mobilenet_v3, mscan, poolformer, pvt, resnet,
                ssd_vgg, stdc, swin, timm_features, timm_vit, twins, unet,
                vit)
-from .base import (BackboneAdapter, KeyValueSite, Stage, TokenSites, WindowSite,
+from .base import (BackboneAdapter, BlockSite, KeyValueSite, Stage, TokenSites, WindowSite,
                    adapter_for, register_adapter, registered_adapters)
 from .modules import ModuleStagesAdapter
 
-__all__ = ['BackboneAdapter', 'KeyValueSite', 'ModuleStagesAdapter', 'Stage',
+__all__ = ['BackboneAdapter', 'BlockSite', 'KeyValueSite', 'ModuleStagesAdapter', 'Stage',
            'TokenSites', 'WindowSite', 'adapter_for', 'register_adapter',
            'registered_adapters']

@@ -125,6 +125,11 @@ class BackboneAdapter:
         attention of pyramid transformers), else None."""
         return None
 
+    def block_sites(self) -> Optional[List['BlockSite']]:
+        """The transformer blocks, for methods that act inside them (LoRA on
+        their linear layers, adapters beside their branches), else None."""
+        return None
+
     def conv_bn_pairs(self) -> Optional[List[Tuple[nn.Module, str, str]]]:
         """(owner, conv name, BN name) of the frozen conv -> BN pairs whose BN is
         applied to the conv's output and to nothing else, which the lean frozen
@@ -177,6 +182,29 @@ class KeyValueSite:
     norm: nn.Module
     width: int
     patch_size: Tuple[int, int]
+
+
+@dataclass
+class BlockSite:
+    """One transformer block, called as ``block(x, *context)`` on its layout's
+    tokens. ``attn`` / ``mlp`` are its attention and MLP modules (their frozen
+    linear layers are what LoRA adapts); ``attn_out`` / ``mlp_out`` are the
+    modules whose output is each branch as it enters the residual stream (after
+    any layer scale), and ``attn_adds_residual`` / ``mlp_adds_residual`` say
+    whether that output already includes the stream (mmcv's attention and FFN
+    take ``identity=``) or is the branch alone, added to the block input ``x``
+    (timm, Swin's attention). ``reaches_output``: whether a change in the block
+    can reach a returned feature."""
+    name: str
+    block: nn.Module
+    attn: nn.Module
+    mlp: nn.Module
+    attn_out: nn.Module
+    mlp_out: nn.Module
+    attn_adds_residual: bool
+    mlp_adds_residual: bool
+    width: int
+    reaches_output: bool
 
 
 # -- registration ----------------------------------------------------------------------

@@ -30,6 +30,12 @@ class BEiTAdapter(MMSegViTAdapter):
                 layer.attn, ExtraTokenBEiTAttention(layer.attn, self.num_prefix_tokens)))
         return handles
 
+    def block_sites(self):
+        # BEiT layers scale each branch by a layer-scale parameter (gamma_1,
+        # gamma_2) after the module's output, so no module's output is the branch
+        # as it enters the stream; not described yet.
+        return None
+
 
 class ExtraTokenBEiTAttention:
     """``BEiTAttention.forward`` for a sequence with extra tokens after the first

@@ -5,7 +5,8 @@ from typing import List
 
 import torch
 
-from .base import BackboneAdapter, Stage, WindowSite, reaching, register_adapter
+from .base import (BackboneAdapter, BlockSite, Stage, WindowSite, reaching,
+                   register_adapter)
 
 
 @register_adapter('mmdet.models.backbones.swin.SwinTransformer',
@@ -44,4 +45,16 @@ class SwinAdapter(BackboneAdapter):
             for j, block in enumerate(stage.blocks):
                 sites.append(WindowSite(f'stage{i}_block{j}', block.attn.w_msa,
                                         block.norm1, width, patch_size))
+        return sites
+
+    def block_sites(self) -> List[BlockSite]:
+        # SwinBlock: x = x + attn(norm1(x), hw_shape); x = ffn(norm2(x), identity=x).
+        last_out = max(self.backbone.out_indices)
+        sites = []
+        for i, stage in enumerate(self.backbone.stages):
+            width = stage.blocks[0].norm1.normalized_shape[0]
+            for j, block in enumerate(stage.blocks):
+                sites.append(BlockSite(f'stages.{i}.blocks.{j}', block, block.attn,
+                                       block.ffn, block.attn, block.ffn, False, True,
+                                       width, i <= last_out))
         return sites

@@ -6,7 +6,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .base import BackboneAdapter, Stage, TokenSites, reaching, register_adapter
+from .base import (BackboneAdapter, BlockSite, Stage, TokenSites, reaching,
+                   register_adapter)
 
 
 def vit_block_groups(depth: int, num_groups: int) -> List[List[int]]:
@@ -65,3 +66,12 @@ class TimmViTAdapter(BackboneAdapter):
         vit = self.backbone
         return TokenSites(vit.blocks, vit.num_prefix_tokens, vit.embed_dim,
                           vit.patch_size, max(vit.out_indices) + 1)
+
+    def block_sites(self) -> List[BlockSite]:
+        # timm Block: x = x + ls1(attn(norm1(x))); x = x + ls2(mlp(norm2(x)))
+        # (drop_path is the identity in eval, where the frozen blocks stay).
+        vit = self.backbone
+        last_out = max(vit.out_indices)
+        return [BlockSite(f'blocks.{i}', b, b.attn, b.mlp, b.ls1, b.ls2, False, False,
+                          vit.embed_dim, i <= last_out)
+                for i, b in enumerate(vit.blocks)]

@@ -19,7 +19,7 @@ from typing import List
 
 import torch
 
-from .base import Stage, TokenSites, reaching, register_adapter
+from .base import BlockSite, Stage, TokenSites, reaching, register_adapter
 from .timm_vit import TimmViTAdapter, vit_block_groups
 
 
@@ -89,3 +89,11 @@ class MMSegViTAdapter(TimmViTAdapter):
         patch = vit.patch_embed.projection.kernel_size
         return TokenSites(vit.layers, self.num_prefix_tokens, vit.cls_token.shape[-1],
                           tuple(patch), self.last_out + 1)
+
+    def block_sites(self) -> List[BlockSite]:
+        # mmseg TransformerEncoderLayer: x = attn(norm1(x), identity=x);
+        # x = ffn(norm2(x), identity=x): both outputs include the stream.
+        width = self.backbone.cls_token.shape[-1]
+        return [BlockSite(f'layers.{i}', layer, layer.attn, layer.ffn, layer.attn,
+                          layer.ffn, True, True, width, i <= self.last_out)
+                for i, layer in enumerate(self.backbone.layers)]
