@@ -172,16 +172,11 @@ class WindowSite:
 
 
 @dataclass
-class KeyValueSite:
-    """One attention whose keys/values can take prompt tokens: ``attn`` is a
-    ``torch.nn.MultiheadAttention`` (its ``batch_first`` gives the layout),
-    ``norm`` the last norm its keys/values went through (the prompts go through
-    it too), ``width`` the token width."""
-    name: str
-    attn: nn.Module
-    norm: nn.Module
-    width: int
-    patch_size: Tuple[int, int]
+class KeyValueSite(WindowSite):
+    """One attention whose keys/values can take prompt tokens (the fields of a
+    window site): ``attn`` is a ``torch.nn.MultiheadAttention`` (its
+    ``batch_first`` gives the layout), ``norm`` the last norm its keys/values went
+    through (the prompts go through it too), ``width`` the token width."""
 
 
 @dataclass
