@@ -1,6 +1,7 @@
 """tools/cuda_check.py: the no-GPU path (first line, skips, exit code 3, JSON), and
 its training check on CPU in float32 (the same code its AMP runs use on a GPU)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -29,6 +30,16 @@ def test_without_gpu_says_so_and_exits_3(tmp_path):
     assert len([r for r in result['checks'] if r['check'] == 'train']) == \
         len(cuda_check.configs()) == len(CONFIGS) >= 12
     assert 'no GPU visible' in proc.stdout.split('check ')[-1]
+
+
+def test_benchmark_rows_name_configs_and_variants_that_exist():
+    from protune_mm.benchmark.model import parse_variant
+    from protune_mm.cli.config import config_file
+    assert len(cuda_check.BENCHMARKS) == 5
+    for name, config, size, batch, methods in cuda_check.BENCHMARKS:
+        assert os.path.isfile(config_file(config)), (name, config)
+        assert [parse_variant(m)['method'] for m in methods] == \
+            ['full', 'frozen', 'protune', 'vpt'], name
 
 
 def test_op_cases_agree_on_cpu():

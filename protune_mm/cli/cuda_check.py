@@ -2,30 +2,28 @@
 
     python tools/cuda_check.py [--out FILE.json] [--work-dir DIR] [--skip ops train ddp bench]
 
-The first line says what was found (torch, its CUDA, the GPUs, whether mmcv has CUDA
-ops); then the checks run, and one table and one JSON (``--out``) give the results:
+The first line says what was found; then the checks run; one table and one JSON:
 
   ops    mmcv's RoIAlign (forward, input gradient), nms (kept indices) and
          sigmoid_focal_loss (forward, gradient) on CUDA against a CPU reference
          (mmcv's CPU kernels; mmcv has none for the focal loss, so mmdet's formula
          in plain torch), within ``TOLERANCES``;
-  train  every config of configs/det and configs/seg, scaled down (tiny backbone,
-         128 px synthetic images in the COCO / ADE20K layouts, ``--iters``
-         iterations), trained with fp16 AMP and, where the GPU has it, bf16: losses
-         finite, every frozen tensor bit-identical, the prompts moved;
+  train  every config of configs/det and configs/seg, scaled down (tiny backbone, 128 px
+         synthetic COCO / ADE20K data, ``--iters`` iterations), with fp16 AMP and bf16
+         where the GPU has it: losses finite, frozen tensors bit-identical, prompts moved;
   ddp    the scaled-down Pro-tuned Mask R-CNN and UPerNet through
          tools/dist_train.sh, one process per GPU, NCCL;
-  bench  tools/benchmark.py --device cuda on Mask R-CNN R50 (1333x800, batch 2) and
-         UPerNet R50 (512x512, batch 4): full, frozen, Pro-tuning, VPT.
+  bench  tools/benchmark.py --device cuda on ``BENCHMARKS`` (UPerNet R50, Swin-T, ViT-B;
+         Mask R-CNN R50, Swin-T): full, frozen, Pro-tuning and VPT as shipped.
 
-Without a GPU only the CPU references of the ops run; without mmcv CUDA ops the
-checks that need them (the ops, the det configs, Mask R-CNN) are skipped, the rest
-run. Every skip is a row of the table with its reason.
+Without a GPU only the CPU references of the ops run; without mmcv CUDA ops what
+needs them (the ops, the det configs, Mask R-CNN) is skipped, a row with its reason.
 
 Exit codes: 0 every check ran and passed; 1 a check failed; 3 nothing failed but
 checks were skipped (no GPU, or mmcv without CUDA ops); 2 bad arguments.
 """
 import argparse
+import collections
 import glob
 import json
 import math
@@ -49,10 +47,16 @@ TOLERANCES = {
     'nms': 'identical kept indices',
     'sigmoid_focal_loss': dict(atol=1e-5, rtol=1e-4),
 }
-#: The models of the benchmark rows: stock configs, as in README.md, Benchmarks.
+#: The benchmark rows (issue 22's five models): the stock model, frozen, Pro-tuning and
+#: VPT as shipped (lean frozen ops, ``+me``, where the family has them). ``full`` of a
+#: shipped prompt config (``protune_mm::``) trains its inner backbone as stock would.
+LEAN, PLAIN = ('full', 'frozen', 'protune+me', 'vpt+me'), ('full', 'frozen', 'protune', 'vpt')
 BENCHMARKS = [
-    ('Mask R-CNN R50', 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '1333x800', 2),
-    ('UPerNet R50', 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py', '512x512', 4),
+    ('UPerNet R50', 'mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py', '512x512', 4, LEAN),
+    ('UPerNet Swin-T', 'protune_mm::seg/upernet_protune_swin-t_ade20k.py', '512x512', 4, PLAIN),
+    ('UPerNet ViT-B', 'protune_mm::seg/upernet_protune_vit-b_ade20k.py', '512x512', 4, PLAIN),
+    ('Mask R-CNN R50', 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', '1333x800', 2, LEAN),
+    ('Mask R-CNN Swin-T', 'protune_mm::det/mask_rcnn_protune_swin-t.py', '1333x800', 2, PLAIN),
 ]
 T0 = time.time()
 
@@ -92,10 +96,9 @@ def environment() -> dict:
 def describe(env: dict) -> str:
     gpus = env['gpus']
     if gpus:
-        names = {}
-        for g in gpus:
-            key = f"{g['name']} (sm_{g['capability'].replace('.', '')}, {g['memory_gib']} GiB)"
-            names[key] = names.get(key, 0) + 1
+        names = collections.Counter(
+            f"{g['name']} (sm_{g['capability'].replace('.', '')}, {g['memory_gib']} GiB)"
+            for g in gpus)
         gpu_text = f'{len(gpus)} GPU(s): ' + ', '.join(f'{n} x {k}' for k, n in names.items())
     elif env['torch_cuda']:
         gpu_text = 'NO GPU visible'
@@ -383,11 +386,10 @@ def check_ddp(env: dict, report: Report, work_dir: str, iters: int):
 # ----------------------------------------------------------------------------------
 # bench: tools/benchmark.py --device cuda
 
-def bench_one(config: str, size: str, batch: int, out: str):
+def bench_one(config: str, size: str, batch: int, methods: tuple, out: str):
     cmd = [sys.executable, shipped('tools', 'benchmark.py'), config, '--device', 'cuda',
-           '--methods', 'full', 'frozen', 'protune', 'vpt', '--batch', str(batch),
-           '--size', size, '--warmup', '2', '--steps', '3', '--infer-steps', '3',
-           '--out', out]
+           '--methods', *methods, '--batch', str(batch), '--size', size, '--warmup', '2',
+           '--steps', '3', '--infer-steps', '3', '--out', out]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     if proc.returncode:
         return 'FAILED', _last_line(proc), {}
@@ -398,15 +400,15 @@ def bench_one(config: str, size: str, batch: int, out: str):
 
 
 def check_bench(env: dict, report: Report, work_dir: str):
-    for name, config, size, batch in BENCHMARKS:
+    for name, config, size, batch, methods in BENCHMARKS:
         label = f'{name} {size} batch {batch}'
         if not env['gpus']:
             report.add('bench', label, 'skipped', 'no GPU visible')
-        elif 'mmdet' in config and not env['mmcv_cuda']:
+        elif ('mmdet' in config or '::det/' in config) and not env['mmcv_cuda']:
             report.add('bench', label, 'skipped', 'needs mmcv CUDA ops')
         else:
             out = osp.join(work_dir, 'bench', name.replace(' ', '_').lower() + '.json')
-            _guard(report, 'bench', label, bench_one, config, size, batch, out)
+            _guard(report, 'bench', label, bench_one, config, size, batch, methods, out)
 
 
 # ----------------------------------------------------------------------------------
