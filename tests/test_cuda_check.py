@@ -42,6 +42,34 @@ def test_benchmark_rows_name_configs_and_variants_that_exist():
             ['full', 'frozen', 'protune', 'vpt'], name
 
 
+def test_a_crash_in_mmcvs_collect_env_is_reported_not_fatal(monkeypatch):
+    # Seen on a GPU machine: mmcv's CPU ops built against torch 2.11 segfault in
+    # get_compiler_version; the check must say so and go on.
+    from protune_mm.cli import cuda_env
+    run = subprocess.run
+    crash = subprocess.CompletedProcess([], -11, stdout='', stderr='Fatal Python error: '
+                                        'Segmentation fault')
+    monkeypatch.setattr(cuda_env.subprocess, 'run',
+                        lambda cmd, **kw: crash if 'collect_env' in cmd[-1] else run(cmd, **kw))
+    env = cuda_env.environment()
+    assert env['mmcv_cuda'] is None and env['mmcv'] == __import__('mmcv').__version__
+    assert 'exit -11' in env['mmcv_error'] and 'PyTorch' in env['versions']
+    assert 'collect_env failed, exit -11: Fatal Python error' in cuda_env.describe(env)
+
+
+def test_the_json_is_written_after_every_row(tmp_path):
+    out = tmp_path / 'check.json'
+    report = cuda_check.Report(str(out), dict(gpus=[]))
+    report.add('train', 'a', 'ok', 'fine')
+    first = json.loads(out.read_text())
+    assert first['finished'] is False and [r['name'] for r in first['checks']] == ['a']
+    report.add('train', 'b', 'FAILED', 'broken')
+    report.save(finished=True)
+    last = json.loads(out.read_text())
+    assert last['finished'] is True and last['exit_code'] == cuda_check.EXIT_FAILED
+    assert [r['status'] for r in last['checks']] == ['ok', 'FAILED']
+
+
 def test_op_cases_agree_on_cpu():
     """The comparison itself: the CPU side against itself, and the focal-loss reference
     against mmdet's own formula."""

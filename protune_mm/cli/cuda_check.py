@@ -23,7 +23,6 @@ Exit codes: 0 every check ran and passed; 1 a check failed; 3 nothing failed but
 checks were skipped (no GPU, or mmcv without CUDA ops); 2 bad arguments.
 """
 import argparse
-import collections
 import glob
 import json
 import math
@@ -37,6 +36,7 @@ import traceback
 
 from ..fileio import write_json
 from .config import load_config, shipped
+from .cuda_env import describe, environment, last_line
 from .scaled_config import shrink_for_training, synthetic_data
 
 EXIT_OK, EXIT_FAILED, EXIT_SKIPPED = 0, 1, 3
@@ -61,66 +61,16 @@ BENCHMARKS = [
 T0 = time.time()
 
 
-# ----------------------------------------------------------------------------------
-# What the machine has
-
-def environment() -> dict:
-    """mmcv's ``collect_env`` (mmengine's versions, compilers and GPU names, plus mmcv
-    and the CUDA its ops were built with) under ``versions``, and the facts the checks
-    decide on: torch's CUDA, each GPU's capability and memory, bf16, NCCL, mmcv."""
-    import torch
-    env = dict(torch_cuda=torch.version.cuda, gpus=[], bf16=False, nccl=False, mmcv=None,
-               mmcv_cuda=None)
-    try:
-        from mmcv.utils import collect_env
-        env['versions'] = dict(collect_env())
-        import mmcv.ops  # noqa: F401  (collect_env only notices a missing mmcv._ext)
-        env['mmcv'] = env['versions']['MMCV']
-        version = env['versions']['MMCV CUDA Compiler']
-        env['mmcv_cuda'] = None if version == 'not available' else version
-    except Exception as e:  # noqa: BLE001 - reported, the checks that need mmcv fail
-        from mmengine.utils.dl_utils import collect_env
-        env['versions'] = dict(collect_env())
-        env['mmcv_error'] = f'{type(e).__name__}: {e}'
-    env['versions'].pop('numpy_random_seed', None)  # a random draw, not a machine fact
-    if torch.version.cuda and torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            p = torch.cuda.get_device_properties(i)
-            env['gpus'].append(dict(name=p.name, capability=f'{p.major}.{p.minor}',
-                                    memory_gib=round(p.total_memory / 2**30, 1)))
-        env['bf16'] = bool(torch.cuda.is_bf16_supported())
-        env['nccl'] = bool(torch.distributed.is_nccl_available())
-    return env
-
-
-def describe(env: dict) -> str:
-    gpus = env['gpus']
-    if gpus:
-        names = collections.Counter(
-            f"{g['name']} (sm_{g['capability'].replace('.', '')}, {g['memory_gib']} GiB)"
-            for g in gpus)
-        gpu_text = f'{len(gpus)} GPU(s): ' + ', '.join(f'{n} x {k}' for k, n in names.items())
-    elif env['torch_cuda']:
-        gpu_text = 'NO GPU visible'
-    else:
-        gpu_text = 'NO GPU: this torch has no CUDA'
-    if env['mmcv'] is None:
-        ops = f"mmcv does not import ({env.get('mmcv_error')})"
-    elif env['mmcv_cuda']:
-        ops = f"mmcv {env['mmcv']} with CUDA ops (built with CUDA {env['mmcv_cuda']})"
-    else:
-        ops = f"mmcv {env['mmcv']} WITHOUT CUDA ops (CPU build)"
-    torch = f"torch {env['versions']['PyTorch']} (CUDA {env['torch_cuda'] or 'none'})"
-    return f'cuda_check: {torch} | {gpu_text} | {ops}'
-
-
 class Report:
-    def __init__(self):
-        self.rows = []
+    """The rows; the JSON is rewritten after each, so a run cut short keeps them."""
+
+    def __init__(self, out: str, env: dict):
+        self.rows, self.out, self.env = [], out, env
 
     def add(self, check: str, name: str, status: str, detail: str = '', **data):
         row = dict(check=check, name=name, status=status, detail=detail, **data)
         self.rows.append(row)
+        self.save(finished=False)
         print(f'[cuda_check {time.time() - T0:5.0f}s] {check:5s} {name}: {status}'
               + (f' ({detail})' if detail else ''), flush=True)
         return row
@@ -133,16 +83,16 @@ class Report:
                         for r in self.rows])
         return table.get_string()
 
+    def save(self, finished: bool):
+        write_json(dict(environment=self.env, tolerances=TOLERANCES, finished=finished,
+                        exit_code=self.exit_code(), seconds=round(time.time() - T0, 1),
+                        checks=self.rows), self.out, indent=1)
+
     def exit_code(self) -> int:
         statuses = {r['status'] for r in self.rows}
         if 'FAILED' in statuses:
             return EXIT_FAILED
         return EXIT_SKIPPED if 'skipped' in statuses else EXIT_OK
-
-
-def _last_line(proc) -> str:
-    tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ['']
-    return f'exit {proc.returncode}: {tail[0][:200]}'
 
 
 def _guard(report: Report, check: str, name: str, fn, *args):
@@ -359,7 +309,7 @@ def ddp_one(name: str, procs: int, data: dict, work_dir: str, iters: int,
     with open(osp.join(work_dir, 'dist_train.log'), 'w') as f:
         f.write(proc.stdout + proc.stderr)
     if proc.returncode:
-        return 'FAILED', f'{_last_line(proc)} (log {work_dir})', {}
+        return 'FAILED', f'{last_line(proc)} (log {work_dir})', {}
     losses = []
     for scalars in glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')):
         losses += [json.loads(line)['loss'] for line in open(scalars) if '"loss"' in line]
@@ -392,7 +342,7 @@ def bench_one(config: str, size: str, batch: int, methods: tuple, out: str):
            '--steps', '3', '--infer-steps', '3', '--out', out]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     if proc.returncode:
-        return 'FAILED', _last_line(proc), {}
+        return 'FAILED', last_line(proc), {}
     with open(out) as f:
         result = json.load(f)
     print(result['table'], flush=True)
@@ -425,7 +375,7 @@ def main(argv=None) -> int:
 
     env = environment()
     print(describe(env), flush=True)
-    report = Report()
+    report = Report(out, env)
     checks = dict(ops=lambda: check_ops(env, report),
                   train=lambda: check_train(env, report, work_dir, args.iters),
                   ddp=lambda: check_ddp(env, report, work_dir, args.iters),
@@ -440,9 +390,7 @@ def main(argv=None) -> int:
     verdict = {EXIT_OK: 'every check passed', EXIT_FAILED: 'FAILED',
                EXIT_SKIPPED: 'nothing failed, but checks were SKIPPED (see above)'}[code]
     print(f'\n{verdict}; {time.time() - T0:.0f} s; results in {out}; exit code {code}')
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    write_json(dict(environment=env, tolerances=TOLERANCES, exit_code=code,
-                    seconds=round(time.time() - T0, 1), checks=report.rows), out, indent=1)
+    report.save(finished=True)
     return code
 
 
