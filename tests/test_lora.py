@@ -223,10 +223,21 @@ def test_bad_options_are_refused(options, error, match):
         lora('swin', **options)
 
 
-def test_a_family_without_blocks_is_refused_naming_the_supported_ones():
-    with pytest.raises(TypeError, match=r'LoRA needs the transformer blocks.*ResNet '
-                       r'\(ResNet\).*supports TimmViT, mmseg VisionTransformer'):
-        LoRA(backbone=dict(type='mmdet.ResNet', depth=18, init_cfg=None))
+@pytest.mark.parametrize('backbone, named', [
+    (dict(type='mmdet.ResNet', depth=18, init_cfg=None), r'ResNet \(ResNet\)'),
+    (dict(type='mmseg.BEiT', img_size=64, patch_size=16, embed_dims=32, num_layers=2,
+          num_heads=2, out_indices=(1, )), r'BEiT \(BEiT\)'),
+], ids=['resnet', 'beit'])
+def test_a_family_without_blocks_is_refused_naming_the_supported_ones(backbone, named):
+    with pytest.raises(TypeError, match=r'LoRA needs the transformer blocks.* and '
+                       + named + r' has none described: LoRA supports TimmViT, mmseg '
+                       r'VisionTransformer, mmdet/mmseg SwinTransformer'):
+        LoRA(backbone=backbone)
+
+
+def test_options_are_checked_before_the_backbone_is_built():
+    with pytest.raises(ValueError, match=r'LoRA\.rank must be a positive int'):
+        LoRA(backbone=dict(type='mmdet.NoSuchNet'), rank=0)
 
 
 def test_dropout_on_fused_attention_weights_is_refused():
