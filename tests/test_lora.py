@@ -163,11 +163,14 @@ def test_merged_computes_the_same_with_stock_modules_and_leaves_the_original(nam
     assert all(p.requires_grad for p in method.prompts.parameters())
 
 
-def test_merged_of_a_disabled_method_is_the_bare_backbone():
+def test_merged_of_a_disabled_or_removed_method_is_the_bare_backbone():
     method = trained(lora('swin'))
+    ref = outputs(bare_of(method), X)
     method.disable()
-    merged = method.merged()
-    assert same(outputs(merged, X), outputs(bare_of(method), X))
+    assert same(outputs(method.merged(), X), ref)
+    method.enable()
+    method.remove()
+    assert same(outputs(method.merged(), X), ref)
 
 
 # -- packs -----------------------------------------------------------------------------

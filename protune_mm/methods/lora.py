@@ -242,11 +242,13 @@ class LoRA(PromptMethod):
         them back bit for bit. The copy costs the backbone's memory once more.
         """
         model = copy.deepcopy(self)
+        # Disabled or removed: the bare backbone.
+        updates = model.prompts if model.prompts_enabled else {}
         with torch.no_grad():
-            for key, (module, weight) in model._layers.items():
-                if model.prompts_enabled:  # disabled: the bare backbone
-                    w = module.get_parameter(weight)
-                    w.add_(model.prompts[key].delta_weight().to(w.dtype))
+            for key, update in updates.items():
+                module, weight = model._layers[key]
+                w = module.get_parameter(weight)
+                w.add_(update.delta_weight().to(w.dtype))
         model.remove()
         return model.backbone
 
