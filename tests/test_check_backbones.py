@@ -83,8 +83,11 @@ model = dict(backbone=dict(type='CheckToyNet',
 """)
     out = tmp_path / 'result.json'
     tool = load_tool('check_backbones')
+    # The methods of every backbone family (LoRA, transformers only, is left out:
+    # its refusals are tested in tests/test_lora.py).
+    methods = ['--methods', 'frozen', 'protune', 'vpt']
     rc = tool.main([STOCK, same, no_backbone, broken, toy, '--max-size', '256',
-                    '--jobs', '1', '--out', str(out)])
+                    '--jobs', '1', '--out', str(out), *methods])
     printed = capsys.readouterr().out
     assert rc == 1  # the toy fails ProTune
 
@@ -137,7 +140,7 @@ model = dict(backbone=dict(type='CheckToyNet',
     # Two worker processes side by side: the same results, in the same order.
     out2 = tmp_path / 'result2.json'
     assert tool.main([STOCK, same, no_backbone, broken, toy, '--max-size', '256',
-                      '--jobs', '2', '--out', str(out2)]) == 1
+                      '--jobs', '2', '--out', str(out2), *methods]) == 1
     parallel = json.loads(out2.read_text())
     assert parallel['jobs'] == 2 and parallel['summary'] == result['summary']
     assert parallel['configs'] == configs

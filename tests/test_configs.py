@@ -20,6 +20,7 @@ EXPECTED = {
     'mask_rcnn_protune_convnext-t': ('ProTune', 'ConvNeXt', 'MaskRCNN'),
     'mask_rcnn_vpt_vit-b': ('VPT', 'TimmViT', 'MaskRCNN'),
     'mask_rcnn_vpt_swin-t': ('VPT', 'SwinTransformer', 'MaskRCNN'),
+    'mask_rcnn_lora_swin-t': ('LoRA', 'SwinTransformer', 'MaskRCNN'),
     'mask_rcnn_frozen_r50': ('Frozen', 'ResNet', 'MaskRCNN'),
     'retinanet_protune_r50': ('ProTune', 'ResNet', 'RetinaNet'),
     'retinanet_vpt_r50': ('VPT', 'ResNet', 'RetinaNet'),
@@ -28,6 +29,7 @@ EXPECTED = {
     'upernet_vpt_vit-b_ade20k': ('VPT', 'TimmViT', 'EncoderDecoder'),
     'upernet_protune_vit-b_ade20k': ('ProTune', 'TimmViT', 'EncoderDecoder'),
     'upernet_vpt_swin-t_ade20k': ('VPT', 'SwinTransformer', 'EncoderDecoder'),
+    'upernet_lora_swin-t_ade20k': ('LoRA', 'SwinTransformer', 'EncoderDecoder'),
     'upernet_frozen_r50_ade20k': ('Frozen', 'ResNetV1c', 'EncoderDecoder'),
     'setr_vpt_vit-l_ade20k': ('VPT', 'VisionTransformer', 'EncoderDecoder'),
     'segformer_protune_mit-b0_ade20k': ('ProTune', 'MixVisionTransformer',
@@ -179,6 +181,8 @@ OVER_STOCK_ADAMW = {
     'mask_rcnn_protune_swin-t': (2e-4, 'protune'), 'mask_rcnn_vpt_swin-t': (2e-4, 'vpt'),
     'upernet_protune_swin-t_ade20k': (1.2e-4, 'protune'),
     'upernet_vpt_swin-t_ade20k': (1.2e-4, 'vpt'),
+    # LoRA: no prompt custom_keys (A and B keep the stock weight decay).
+    'mask_rcnn_lora_swin-t': (2e-4, {}), 'upernet_lora_swin-t_ade20k': (1.2e-4, {}),
     'segformer_protune_mit-b0_ade20k': (None, _SEGFORMER_KEYS),
 }
 # What the helpers of configs/_base_ are called; none stays in a resolved config.

@@ -83,6 +83,9 @@ MODELS = {
     'seg_fcn_vpt_vit': ('mmseg', fcn_cfg(
         dict(type='protune_mm.VPT', backbone=TINY_VIT, num_tokens=3, deep=True),
         in_channels=32, in_index=2)),
+    'seg_fcn_lora_vit': ('mmseg', fcn_cfg(
+        dict(type='protune_mm.LoRA', backbone=TINY_VIT, targets=['qkv', 'fc2']),
+        in_channels=32, in_index=2)),
 }
 
 

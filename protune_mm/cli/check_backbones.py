@@ -39,8 +39,9 @@ def parse_args(argv=None):
     from protune_mm.sweep.methods import method_types
     methods = list(method_types())
     parser = argparse.ArgumentParser(
-        description='Check Frozen / ProTune / VPT on the backbones of stock or given '
-        'configs (identity at init, gradients, frozen tensors unchanged)')
+        description='Check each registered method (Frozen, ProTune, VPT, LoRA) on the '
+        'backbones of stock or given configs (identity at init, gradients, frozen '
+        'tensors unchanged)')
     parser.add_argument('configs', nargs='*', metavar='CONFIG',
                         help='config files or pkg::path; default: every stock config '
                         f'of the installed {" and ".join(PACKAGES)}')

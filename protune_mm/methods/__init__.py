@@ -3,9 +3,10 @@ with its options in one dataclass (``config_class``)."""
 from .base import FrozenBackboneWrapper, PromptMethod
 from .config import MethodConfig
 from .frozen import Frozen
+from .lora import LoRA, LoRAConfig
 from .protune import ProTune, ProTuneBlock, ProTuneConfig
 from .vpt import VPT, VPTConfig, bind_image_regions
 
 __all__ = ['PromptMethod', 'FrozenBackboneWrapper', 'MethodConfig',
-           'Frozen', 'ProTune', 'ProTuneBlock', 'ProTuneConfig', 'VPT', 'VPTConfig',
+           'Frozen', 'LoRA', 'LoRAConfig', 'ProTune', 'ProTuneBlock', 'ProTuneConfig', 'VPT', 'VPTConfig',
            'bind_image_regions']

@@ -30,7 +30,7 @@ from .config import MethodConfig
 
 
 class PromptMethod(BaseModule):
-    """Base of the methods (Frozen, ProTune, VPT).
+    """Base of the methods (Frozen, ProTune, VPT, LoRA).
 
     Parameters live in two places: ``self.backbone`` (the inner backbone, frozen,
     ``requires_grad=False`` from construction on, always in eval mode so BatchNorm
