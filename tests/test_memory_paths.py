@@ -74,7 +74,8 @@ def _run(model, seed=3):
     outputs = _outputs(model)
     model.zero_grad()
     _loss(outputs).backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    grads = {n.removeprefix('_orig_mod.'): p.grad.clone()
+             for n, p in model.named_parameters() if p.requires_grad}
     return outputs, grads
 
 
@@ -99,7 +100,9 @@ def test_protune_at_init_is_the_bare_backbone_with_recompute(backbone):
     torch.manual_seed(0)
     rec = ProTune(backbone=BACKBONES[backbone], groups=2, se_ratio=2, recompute=True)
     rec.init_weights()
-    bare = MODELS.build(BACKBONES[backbone])
+    # Frozen as the method's (torch's MultiheadAttention takes its fused path
+    # only where nothing requires grad).
+    bare = MODELS.build(BACKBONES[backbone]).requires_grad_(False)
     bare.load_state_dict(rec.backbone.state_dict())
     bare.eval()
     rec.train()
@@ -135,7 +138,7 @@ def test_remove_restores_the_plain_forward(backbone, method):
     assert not recomputed_blocks(rec.backbone)
     assert all('forward' not in b.__dict__ for b in blocks)
     assert sorted(rec.backbone.state_dict()) == keys  # stock keys throughout
-    bare = MODELS.build(BACKBONES[backbone])
+    bare = MODELS.build(BACKBONES[backbone]).requires_grad_(False)
     bare.load_state_dict(rec.backbone.state_dict())
     bare.eval()
     with torch.no_grad():
@@ -261,18 +264,19 @@ def test_the_switch_auto_on_off_and_refusals():
 def test_the_parameter_report_names_the_memory_paths():
     model = VPT(backbone=BACKBONES['swin'], num_tokens=2)
     notes = method_notes(model)
-    assert any('5 frozen blocks recomputed in the backward (stages.0.blocks.0-1, '
-               'stages.1.blocks.0, stages.2.blocks.0, stages.3.blocks.0)' in n
-               for n in notes), notes
+    # Stage 3 reaches no returned feature (out_indices 0-2): not wrapped.
+    assert notes[-1] == ('<model>: memory: 4 frozen blocks recomputed in the backward '
+                         '(stages.0.blocks.0-1, stages.1.blocks.0, stages.2.blocks.0)')
     r18 = Frozen(backbone=dict(type='mmdet.ResNet', depth=18, init_cfg=None))
     assert method_notes(r18) == ['<model>: memory: lean frozen ops (20 conv+BN pairs '
-                                 'folded, 17 ReLUs saving masks)']
+                                 'folded, 9 ReLU modules saving masks)']
     off = Frozen(backbone=BACKBONES['swin'], memory_efficient=False)
     assert method_notes(off) == ['<model>: memory: plain autograd through the frozen '
                                  'backbone']
 
 
-@pytest.mark.parametrize('backbone', ['swin', 'timm-vit'])
+@pytest.mark.parametrize('backbone', [pytest.param('swin', marks=pytest.mark.slow),
+                                      'timm-vit'])
 def test_torch_compile_traces_the_recomputed_forward_and_backward(backbone):
     # aot_eager: the AOT autograd graphs (forward and backward, with the
     # checkpointed regions) without inductor's code generation, slow on CPU.

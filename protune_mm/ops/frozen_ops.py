@@ -243,4 +243,4 @@ def lean_ops_summary(backbone: nn.Module) -> str:
     marked = [m for m in backbone.modules() if m.__dict__.get(_MARK, False)]
     pairs = sum(isinstance(m, _BatchNorm) for m in marked)
     relus = sum(type(m) is nn.ReLU for m in marked)
-    return f'{pairs} conv+BN pairs folded, {relus} ReLUs saving masks'
+    return f'{pairs} conv+BN pairs folded, {relus} ReLU modules saving masks'
