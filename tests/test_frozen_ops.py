@@ -196,11 +196,12 @@ def test_bad_input_refused():
         Frozen(backbone=R18, memory_efficient='yes')
     swin = dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(1, 1, 1, 1),
                 num_heads=(1, 1, 1, 1), window_size=2, init_cfg=None)
-    with pytest.raises(ValueError, match='ResNet family'):
-        Frozen(backbone=swin, memory_efficient=True)
+    # Swin has no lean ops: True gives it its other path, recomputation.
+    on = Frozen(backbone=swin, memory_efficient=True)
+    assert not on.lean_ops and on.recompute
     # Auto (None) turns them on only where the adapter supports them.
-    assert not Frozen(backbone=swin).memory_efficient
-    assert Frozen(backbone=R18).memory_efficient
+    assert not Frozen(backbone=swin).lean_ops
+    assert Frozen(backbone=R18).lean_ops and Frozen(backbone=R18).memory_efficient
 
 
 def test_a_trainable_tensor_inside_the_backbone_computes_the_stock_way():

@@ -141,6 +141,21 @@ class BackboneAdapter:
         """Whether lean frozen ops apply."""
         return self.conv_bn_pairs() is not None
 
+    #: whether ``memory_efficient=None`` (auto) recomputes the frozen blocks
+    #: (``recompute_blocks``) in the backward: where the blocks are most of what
+    #: autograd saves and recomputing them costs a forward (token families).
+    recompute_by_default = False
+
+    def recompute_blocks(self) -> Optional[List[nn.Module]]:
+        """The frozen blocks that may be recomputed in the backward
+        (``protune_mm.ops.recompute``): by default the transformer blocks of
+        :meth:`block_sites` that reach a returned feature; None where the family
+        has none."""
+        sites = self.block_sites()
+        if sites is None:
+            return None
+        return [site.block for site in sites if site.reaches_output]
+
     def attach(self) -> list:
         """Hooks the adapter itself needs to capture per-call context; returns
         their handles (removed with the method)."""

@@ -13,6 +13,8 @@ from .base import (BackboneAdapter, BlockSite, Stage, WindowSite, reaching,
                   'mmseg.models.backbones.swin.SwinTransformer')
 class SwinAdapter(BackboneAdapter):
     family = 'SwinTransformer'
+    # Frozen blocks hold most of what autograd saves (docs/benchmarks.md).
+    recompute_by_default = True
 
     def stages(self) -> List[Stage]:
         # The stage output is that of its last block, before patch merging (what

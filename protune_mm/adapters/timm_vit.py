@@ -28,6 +28,8 @@ def vit_block_groups(depth: int, num_groups: int) -> List[List[int]]:
 @register_adapter('protune_mm.backbones.timm_vit.TimmViT')
 class TimmViTAdapter(BackboneAdapter):
     family = 'TimmViT'
+    # Frozen blocks hold most of what autograd saves (docs/benchmarks.md).
+    recompute_by_default = True
     # On each group's output, next to the features the neck reads: in the
     # transfer study's ViT better than the input in 14 of 15 seeds over two
     # pre-training runs, one tie (docs/transfer_study.md).

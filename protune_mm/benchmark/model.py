@@ -3,9 +3,11 @@ its backbone wrapped as the variant asks.
 
 A variant is ``[LABEL=]METHOD[+me][:JSON kwargs]``: ``full`` (the stock model,
 trained as its config says) or a registered method (``frozen``, ``protune``,
-``vpt``); ``+me`` builds the wrapper with ``memory_efficient=True`` (lean frozen
-ops, see ``protune_mm/ops/frozen_ops.py``; without it the variant is built with
-``memory_efficient=False``, the plain autograd path).
+``vpt``); ``+me`` builds the wrapper with ``memory_efficient=True`` (every memory
+path of the family: lean frozen ops, ``protune_mm/ops/frozen_ops.py``, on the ResNet
+family; recomputed frozen blocks, ``protune_mm/ops/recompute.py``, on Swin and the
+ViTs); without it the variant is built with ``memory_efficient=False``, the plain
+autograd path. ``+me:{"recompute": false}`` keeps the lean ops alone.
 """
 import copy
 import json

@@ -18,9 +18,11 @@ Examples::
     python tools/benchmark.py CONFIG --methods full \\
         'pt_s123=protune+me:{"stages": [1, 2, 3]}'
 
-``+me`` builds the wrapper with ``memory_efficient=True`` (lean frozen ops, see
-``protune_mm/ops/frozen_ops.py``; without it the variant is built with
-``memory_efficient=False``, the plain autograd path).
+``+me`` builds the wrapper with ``memory_efficient=True`` (every memory path of the
+family: lean frozen ops on the ResNet family, ``protune_mm/ops/frozen_ops.py``;
+recomputed frozen blocks on Swin and the ViTs, ``protune_mm/ops/recompute.py``);
+without it the variant is built with ``memory_efficient=False``, the plain autograd
+path.
 """
 import argparse
 import json

@@ -23,7 +23,9 @@ from mmengine.model import BaseModule
 
 from ..adapters import BackboneAdapter, adapter_for
 from ..checkpoint import record_method, wrapper_load_pre_hook
-from ..ops.frozen_ops import disable_frozen_ops, enable_frozen_ops, frozen_ops_enabled
+from ..ops.frozen_ops import (disable_frozen_ops, enable_frozen_ops, frozen_ops_enabled,
+                              lean_ops_summary)
+from ..ops.recompute import disable_recompute, enable_recompute, recomputed_blocks
 from ..rebind import Handle
 from ..registry import MODELS
 from .config import MethodConfig
@@ -49,10 +51,21 @@ class PromptMethod(BaseModule):
             for its ``init_cfg=dict(type='Pretrained', checkpoint=...)``. mmseg's
             ``EncoderDecoder(pretrained=...)`` passes its argument here.
         init_cfg (dict, optional): init config of the prompts.
-        memory_efficient (bool, optional): lean frozen ops (conv+BN folded, a
-            backward that saves only ReLU masks; ``protune_mm/ops/frozen_ops.py``):
-            same outputs and gradients, less memory. None (default): on wherever
-            the backbone's adapter supports them; False: off; True: required.
+        memory_efficient (bool, optional): the frozen backbone's memory paths,
+            which change how much the backward keeps, never what is computed
+            (same outputs, same gradients, frozen tensors untouched): lean frozen
+            ops (ResNet family: conv+BN folded into one node that saves nothing,
+            ReLU saving a 1-byte mask; ``protune_mm/ops/frozen_ops.py``) and
+            recomputation of the frozen transformer blocks in the backward (Swin,
+            ViT: ``protune_mm/ops/recompute.py``, costs about one more forward
+            of those blocks). None (default): the paths the backbone's adapter
+            turns on for its family (lean ops where supported, recomputation on
+            Swin and ViT); True: every path the family supports (refused where
+            it has none); False: none, plain autograd.
+        recompute (bool, optional): recomputation of the frozen blocks alone.
+            None (default): as ``memory_efficient`` says; True: on (refused where
+            the adapter names no blocks, or with ``memory_efficient=False``);
+            False: off, e.g. lean ops only, or to trade memory for speed.
         adapter (callable, optional): builds the adapter from the inner backbone
             in place of its registered one.
         **options: the method's options, the fields of its :attr:`config_class`
@@ -70,15 +83,21 @@ class PromptMethod(BaseModule):
     def __init__(self, backbone: dict, pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None,
                  memory_efficient: Optional[bool] = None,
+                 recompute: Optional[bool] = None,
                  adapter: Optional[Callable[[nn.Module], BackboneAdapter]] = None,
                  **options):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         # Cheap checks first, so a bad config fails before the backbone is built.
         self.config = self.config_class.from_options(options, name)
-        if memory_efficient not in (None, True, False):
-            raise TypeError(f'{name}.memory_efficient must be None (auto), True or '
-                            f'False, got {memory_efficient!r}')
+        for field, value in (('memory_efficient', memory_efficient),
+                             ('recompute', recompute)):
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f'{name}.{field} must be None (auto), True or '
+                                f'False, got {value!r}')
+        if memory_efficient is False and recompute:
+            raise ValueError(f'{name}.recompute=True conflicts with memory_efficient='
+                             'False (no memory path): drop one of them')
         if not isinstance(backbone, dict) or 'type' not in backbone:
             raise TypeError(f'{name}.backbone must be a config dict '
                             f"with a 'type' key, got {backbone!r}")
@@ -107,13 +126,7 @@ class PromptMethod(BaseModule):
         self.frozen_keys = frozenset('backbone.' + k for k in self.backbone.state_dict())
         self.adapter: BackboneAdapter = (adapter(self.backbone) if adapter is not None
                                          else self.build_adapter())
-        if memory_efficient and not self.adapter.lean_ops():
-            raise ValueError(
-                f'{name}.memory_efficient=True: lean frozen ops support the ResNet '
-                f'family, not {type(self.backbone).__name__} ({self.adapter.family}); '
-                'leave memory_efficient unset (auto) or False')
-        self.memory_efficient = (self.adapter.lean_ops() if memory_efficient is None
-                                 else memory_efficient)
+        self._resolve_memory_paths(memory_efficient, recompute)
         self.prompts = nn.ModuleDict()
         self.prompts_enabled = True
         #: {target: reason} of prompts not created because they cannot reach a
@@ -154,13 +167,47 @@ class PromptMethod(BaseModule):
     def changed_defaults(self) -> str:
         return self.config.changed_defaults
 
+    def _resolve_memory_paths(self, memory_efficient: Optional[bool],
+                              recompute: Optional[bool]) -> None:
+        """Set :attr:`lean_ops` and :attr:`recompute` (the paths on) and
+        :attr:`memory_efficient` (any of them on) from the two switches."""
+        name, adapter = type(self).__name__, self.adapter
+        backbone = f'{type(self.backbone).__name__} ({adapter.family})'
+        lean_ok = adapter.lean_ops()
+        recompute_ok = adapter.recompute_blocks() is not None
+        if memory_efficient and not (lean_ok or recompute_ok):
+            raise ValueError(
+                f'{name}.memory_efficient=True: {backbone} has no memory path (lean '
+                'frozen ops support the ResNet family, recomputation the families '
+                'with transformer block sites: Swin, ViT); leave memory_efficient '
+                'unset (auto) or False')
+        if recompute and not recompute_ok:
+            raise ValueError(
+                f'{name}.recompute=True: {backbone} names no frozen blocks to '
+                'recompute (the families with transformer block sites: Swin, '
+                'TimmViT, mmseg VisionTransformer); leave recompute unset or False')
+        #: lean frozen ops on (conv+BN folded, ReLU masks).
+        self.lean_ops = lean_ok and memory_efficient is not False
+        if recompute is None:
+            recompute = recompute_ok and (
+                memory_efficient or (memory_efficient is None
+                                     and adapter.recompute_by_default))
+        #: frozen transformer blocks recomputed in the backward.
+        self.recompute = recompute
+        #: any memory path on.
+        self.memory_efficient = self.lean_ops or self.recompute
+
     def _attach(self):
         handles = list(self.adapter.attach())
         handles += list(self.inject() or [])
-        if self.memory_efficient:
+        if self.lean_ops:
             enable_frozen_ops(self.backbone, self.adapter.conv_bn_pairs())
             handles.append(Handle(functools.partial(disable_frozen_ops,
                                                     self.backbone)))
+        if self.recompute:
+            # After inject: what acts inside a block is read when it is wrapped.
+            enable_recompute(self.adapter.recompute_blocks())
+            handles.append(Handle(functools.partial(disable_recompute, self.backbone)))
         self._handles = handles
         for target, reason in self.skipped.items():
             print_log(f'{type(self).__name__}: no prompt at {target}: {reason}',
@@ -177,13 +224,17 @@ class PromptMethod(BaseModule):
     def disable(self) -> None:
         """Compute as the bare backbone (prompts kept) until :meth:`enable`."""
         self.prompts_enabled = False
-        if self.memory_efficient:
+        if self.lean_ops:
             disable_frozen_ops(self.backbone)
+        if self.recompute:
+            disable_recompute(self.backbone)
 
     def enable(self) -> None:
         self.prompts_enabled = True
-        if self.memory_efficient and not frozen_ops_enabled(self.backbone):
+        if self.lean_ops and not frozen_ops_enabled(self.backbone):
             enable_frozen_ops(self.backbone, self.adapter.conv_bn_pairs())
+        if self.recompute and not recomputed_blocks(self.backbone):
+            enable_recompute(self.adapter.recompute_blocks())
 
     # -- the frozen set ----------------------------------------------------------------
     def frozen_state_dict(self) -> Dict[str, torch.Tensor]:
@@ -204,12 +255,49 @@ class PromptMethod(BaseModule):
         return self.backbone(x)
 
     def report_notes(self) -> List[str]:
-        """Costs beyond the parameters, for the parameter report."""
-        return []
+        """Costs beyond the parameters, for the parameter report: which frozen
+        paths are lean and which are recomputed."""
+        return [self.memory_note()]
+
+    def memory_note(self) -> str:
+        """One line: the frozen backbone's memory paths in use."""
+        paths = []
+        if self.lean_ops:
+            paths.append(f'lean frozen ops ({lean_ops_summary(self.backbone)})')
+        if self.recompute:
+            blocks = recomputed_blocks(self.backbone)
+            paths.append(f'{len(blocks)} frozen blocks recomputed in the backward '
+                         f'({compress_names(blocks)})')
+        if not paths:
+            return 'memory: plain autograd through the frozen backbone'
+        return 'memory: ' + '; '.join(paths)
 
     def extra_repr(self) -> str:
         options = ', '.join(f'{k}={v!r}' for k, v in self.method_config().items())
         return f'method={self.method}' + (f', {options}' if options else '')
+
+
+def compress_names(names: List[str]) -> str:
+    """``['stages.0.blocks.0', 'stages.0.blocks.1', 'stages.1.blocks.0']`` ->
+    ``'stages.0.blocks.0-1, stages.1.blocks.0'`` (runs of consecutive indices)."""
+    groups: List[list] = []
+    for n in names:
+        prefix, _, last = n.rpartition('.')
+        if last.isdigit() and groups and groups[-1][0] == prefix and \
+                groups[-1][2] == int(last) - 1:
+            groups[-1][2] = int(last)
+        elif last.isdigit():
+            groups.append([prefix, int(last), int(last)])
+        else:
+            groups.append([n, None, None])
+    parts = []
+    for prefix, first, last in groups:
+        if first is None:
+            parts.append(prefix)
+        else:
+            span = f'{first}' if first == last else f'{first}-{last}'
+            parts.append(f'{prefix}.{span}' if prefix else span)
+    return ', '.join(parts)
 
 
 #: the earlier name of the base, kept for configs and user code.

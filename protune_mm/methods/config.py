@@ -2,7 +2,7 @@
 
 A method's config is what a checkpoint or pack records about how its prompts were
 made (``PromptMethod.method_config()``); the base arguments (``backbone``,
-``pretrained``, ``init_cfg``, ``memory_efficient``, ``adapter``) are not part of it.
+``pretrained``, ``init_cfg``, ``memory_efficient``, ``recompute``, ``adapter``) are not part of it.
 Options that default to ``None`` ("by backbone") are resolved by the method once it
 knows the backbone (``dataclasses.replace``), so two equal models have equal configs.
 """
@@ -44,7 +44,7 @@ class MethodConfig:
         if unknown:
             raise TypeError(f'{method or cls.owner} got unknown option(s) {unknown}; its options '
                             f'are {names or "none"} (and backbone, pretrained, init_cfg, '
-                            'memory_efficient)')
+                            'memory_efficient, recompute)')
         return cls(**options)
 
     def record(self) -> dict:

@@ -157,7 +157,7 @@ class ProTune(PromptMethod):
         se_act (str): squeeze-excite activation: 'silu' (default) or 'relu'
             (what packs written before the option was added used; they are
             read as 'relu', so a 'silu' model refuses them).
-        pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
+        pretrained, init_cfg, memory_efficient, recompute: see :class:`PromptMethod`.
     """
     method = 'protune'
     config_class = ProTuneConfig

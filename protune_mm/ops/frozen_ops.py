@@ -236,3 +236,11 @@ def disable_frozen_ops(backbone: nn.Module) -> None:
 
 def frozen_ops_enabled(backbone: nn.Module) -> bool:
     return any(module.__dict__.get(_MARK, False) for module in backbone.modules())
+
+
+def lean_ops_summary(backbone: nn.Module) -> str:
+    """What the lean frozen ops changed in ``backbone``, for the parameter report."""
+    marked = [m for m in backbone.modules() if m.__dict__.get(_MARK, False)]
+    pairs = sum(isinstance(m, _BatchNorm) for m in marked)
+    relus = sum(type(m) is nn.ReLU for m in marked)
+    return f'{pairs} conv+BN pairs folded, {relus} ReLU modules saving masks'

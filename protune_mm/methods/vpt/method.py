@@ -91,7 +91,7 @@ class VPT(PromptMethod):
             inside beyond their outputs (ERFNet: 1/8 inside, outputs at 1/2), and
             the border must be whole cells there too. A dilated ResNetV1c (every
             stride at most 8) is exact with 8, a cheaper border.
-        pretrained, init_cfg, memory_efficient: see :class:`PromptMethod`.
+        pretrained, init_cfg, memory_efficient, recompute: see :class:`PromptMethod`.
     """
     method = 'vpt'
     config_class = VPTConfig
@@ -128,7 +128,8 @@ class VPT(PromptMethod):
     pad_align = property(lambda self: self.config.pad_align)
 
     def report_notes(self):
-        return self.mechanism.report_notes() if self.num_tokens else []
+        notes = self.mechanism.report_notes() if self.num_tokens else []
+        return notes + super().report_notes()
 
     def extra_repr(self) -> str:
         return f'{super().extra_repr()}, mechanism: {self.mechanism.describe()}'
