@@ -90,7 +90,8 @@ def test_recompute_gives_the_same_outputs_and_prompt_gradients(backbone, method)
     assert sorted(grads_p) == sorted(grads_r) and grads_p
     for name, g in grads_p.items():
         assert g.abs().sum() > 0, name
-        torch.testing.assert_close(grads_r[name], g, rtol=1e-5, atol=1e-7, msg=name)
+        # The backward recomputes the same ops: on CPU the gradients are bit-identical.
+        torch.testing.assert_close(grads_r[name], g, rtol=0, atol=0, msg=name)
     # No frozen tensor got a gradient.
     assert all(p.grad is None for p in rec.backbone.parameters())
 
