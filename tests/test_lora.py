@@ -250,3 +250,27 @@ def test_dropout_on_fused_attention_weights_is_refused():
                        r"\['proj', 'qkv'\] on VisionTransformer"):
         lora('mmseg-vit', targets=ALL, dropout=0.1)
     assert lora('mmseg-vit', targets=['fc1', 'fc2'], dropout=0.1).config.dropout == 0.1
+
+
+@pytest.mark.parametrize('name', sorted(BACKBONES))
+def test_recomputed_blocks_give_lora_the_same_gradients(name):
+    # LoRA acts inside the frozen blocks, so the default (auto) recomputes them and
+    # its updates run again in the backward: gradients as plain autograd's, exactly.
+    from protune_mm.ops.recompute import recomputed_blocks
+    rec = trained(lora(name, targets=ALL))
+    plain = lora(name, targets=ALL, memory_efficient=False)
+    plain.load_state_dict(rec.state_dict())
+    assert rec.recompute and len(recomputed_blocks(rec.backbone)) == REACHING[name]
+    assert not recomputed_blocks(plain.backbone)
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for model in (rec, plain):
+        model.train()
+        model.zero_grad()
+        sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).square().sum()
+            for o in model(x)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert sorted(grads[0]) == sorted(grads[1]) and len(grads[0]) == 8 * REACHING[name]
+    for n, g in grads[1].items():
+        assert g.abs().sum() > 0, n
+        torch.testing.assert_close(grads[0][n], g, rtol=0, atol=0, msg=n)
