@@ -9,15 +9,15 @@ from .backbones import TimmViT
 from .checkpoint import *  # noqa: F401,F403
 from .engine import *  # noqa: F401,F403
 from .engine import register_pack_scheme
-from .methods import (VPT, Frozen, FrozenBackboneWrapper, LoRA, ProTune, PromptMethod,
-                      bind_image_regions)
+from .methods import (VPT, AdaptFormer, Frozen, FrozenBackboneWrapper, LoRA, ProTune,
+                      PromptMethod, bind_image_regions)
 from .registry import HOOKS, MODELS, TRANSFORMS
 from . import robustness  # noqa: F401  (registers protune_mm.Corrupt)
 
 register_pack_scheme()  # load_from=PACK, inferencers: every loader reads packs
 
 __all__ = ['__version__', 'MODELS', 'HOOKS', 'TRANSFORMS', 'PromptMethod', 'FrozenBackboneWrapper',
-           'Frozen', 'ProTune', 'VPT', 'LoRA', 'TimmViT', 'BackboneAdapter', 'Stage',
+           'Frozen', 'ProTune', 'VPT', 'LoRA', 'AdaptFormer', 'TimmViT', 'BackboneAdapter', 'Stage',
            'adapter_for', 'register_adapter', 'find_wrappers', 'bind_image_regions',
            'ParamReportHook', 'ImageRegionHook',
            'PromptCheckpointHook', 'parameter_report', 'load_prompt_pack',

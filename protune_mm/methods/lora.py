@@ -83,6 +83,34 @@ class LowRankUpdate(nn.Module):
 
 
 # -- where the targets are -------------------------------------------------------------
+def select_blocks(sites: List[BlockSite], blocks: Optional[Sequence[int]], owner: str,
+                  skipped: Dict[str, str]) -> List[int]:
+    """The indices of the chosen ``blocks`` among ``sites`` (``owner.blocks``, for
+    errors): None is every block that reaches a returned feature (the others are
+    recorded in ``skipped``); given indices must exist and reach one, since a
+    block that reaches none would leave its parameters without gradient."""
+    num = len(sites)
+    if blocks is None:
+        for site in sites:
+            if not site.reaches_output:
+                skipped[f'block {site.name}'] = 'it reaches no feature the backbone returns'
+        return [i for i, s in enumerate(sites) if s.reaches_output]
+    blocks = sorted(set(blocks))
+    if not blocks:
+        raise ValueError(f'{owner}.blocks is empty: give indices in [0, {num - 1}] '
+                         '(or None for every block)')
+    bad = [i for i in blocks if not 0 <= i < num]
+    if bad:
+        raise ValueError(f'{owner}.blocks has unknown block index {bad}: the backbone '
+                         f'has {num} blocks, allowed [0, {num - 1}]')
+    dead = [sites[i].name for i in blocks if not sites[i].reaches_output]
+    if dead:
+        raise ValueError(f'{owner}.blocks: {dead} reach no feature the backbone '
+                         'returns (see its out_indices), so their parameters would get '
+                         'no gradient (and DDP would fail); drop them')
+    return blocks
+
+
 def block_layers(site: BlockSite) -> Dict[str, Tuple[nn.Module, str]]:
     """``{target: (module, weight name)}`` of the target layers one block has.
 
@@ -185,27 +213,7 @@ class LoRA(PromptMethod):
                                    blocks=blocks)
 
     def _select(self, blocks) -> List[int]:
-        sites, num = self._sites, len(self._sites)
-        if blocks is None:
-            for site in sites:
-                if not site.reaches_output:
-                    self.skipped[f'block {site.name}'] = (
-                        'it reaches no feature the backbone returns')
-            return [i for i, s in enumerate(sites) if s.reaches_output]
-        blocks = sorted(set(blocks))
-        if not blocks:
-            raise ValueError(f'LoRA.blocks is empty: give indices in [0, {num - 1}] '
-                             '(or None for every block)')
-        bad = [i for i in blocks if not 0 <= i < num]
-        if bad:
-            raise ValueError(f'LoRA.blocks has unknown block index {bad}: the backbone '
-                             f'has {num} blocks, allowed [0, {num - 1}]')
-        dead = [sites[i].name for i in blocks if not sites[i].reaches_output]
-        if dead:
-            raise ValueError(f'LoRA.blocks: {dead} reach no feature the backbone '
-                             'returns (see its out_indices), so their updates would get '
-                             'no gradient (and DDP would fail); drop them')
-        return blocks
+        return select_blocks(self._sites, blocks, 'LoRA', self.skipped)
 
     @property
     def scale(self) -> float:
