@@ -136,9 +136,11 @@ def test_model_config_wraps_the_stock_backbone_with_random_init():
 
 def test_the_variants_are_the_registered_methods():
     import protune_mm
-    assert method_types() == {'frozen': 'protune_mm.Frozen', 'lora': 'protune_mm.LoRA',
+    assert method_types() == {'adaptformer': 'protune_mm.AdaptFormer',
+                              'frozen': 'protune_mm.Frozen', 'lora': 'protune_mm.LoRA',
                               'protune': 'protune_mm.ProTune', 'vpt': 'protune_mm.VPT'}
-    assert bench.variant_methods() == ['frozen', 'full', 'lora', 'protune', 'vpt']
+    assert bench.variant_methods() == ['adaptformer', 'frozen', 'full', 'lora', 'protune',
+                                       'vpt']
     # A wrapper is known by what it is, however the config names it.
     for type_ in ('protune_mm.ProTune', 'ProTune', protune_mm.ProTune):
         assert method_of(type_) == 'protune'

@@ -30,6 +30,8 @@ EXPECTED = {
     'upernet_protune_vit-b_ade20k': ('ProTune', 'TimmViT', 'EncoderDecoder'),
     'upernet_vpt_swin-t_ade20k': ('VPT', 'SwinTransformer', 'EncoderDecoder'),
     'upernet_lora_swin-t_ade20k': ('LoRA', 'SwinTransformer', 'EncoderDecoder'),
+    'upernet_adaptformer_swin-t_ade20k': ('AdaptFormer', 'SwinTransformer',
+                                          'EncoderDecoder'),
     'upernet_frozen_r50_ade20k': ('Frozen', 'ResNetV1c', 'EncoderDecoder'),
     'setr_vpt_vit-l_ade20k': ('VPT', 'VisionTransformer', 'EncoderDecoder'),
     'segformer_protune_mit-b0_ade20k': ('ProTune', 'MixVisionTransformer',
@@ -183,6 +185,7 @@ OVER_STOCK_ADAMW = {
     'upernet_vpt_swin-t_ade20k': (1.2e-4, 'vpt'),
     # LoRA: no prompt custom_keys (A and B keep the stock weight decay).
     'mask_rcnn_lora_swin-t': (2e-4, {}), 'upernet_lora_swin-t_ade20k': (1.2e-4, {}),
+    'upernet_adaptformer_swin-t_ade20k': (1.2e-4, {}),
     'segformer_protune_mit-b0_ade20k': (None, _SEGFORMER_KEYS),
 }
 # What the helpers of configs/_base_ are called; none stays in a resolved config.

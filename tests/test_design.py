@@ -55,8 +55,11 @@ def outputs(model, x):
     dict(type='protune_mm.VPT', backbone=dict(type='mmdet.MobileNetV2'), num_tokens=4),
     dict(type='protune_mm.LoRA', backbone=SWIN, targets=['qkv', 'proj', 'fc1', 'fc2']),
     dict(type='protune_mm.LoRA', backbone=VIT, targets=['qkv', 'fc2']),
+    dict(type='protune_mm.AdaptFormer', backbone=SWIN, bottleneck=4),
+    dict(type='protune_mm.AdaptFormer', backbone=VIT, bottleneck=4),
 ], ids=['protune-r18', 'protune-swin', 'vpt-swin', 'vpt-vit', 'vpt-pad-r18',
-        'vpt-pad-mobilenet', 'lora-swin', 'lora-vit'])
+        'vpt-pad-mobilenet', 'lora-swin', 'lora-vit', 'adaptformer-swin',
+        'adaptformer-vit'])
 def test_disable_enable_remove_give_the_bare_backbone_back_exactly(cfg):
     torch.manual_seed(0)
     method = MODELS.build(cfg)

@@ -86,6 +86,9 @@ MODELS = {
     'seg_fcn_lora_vit': ('mmseg', fcn_cfg(
         dict(type='protune_mm.LoRA', backbone=TINY_VIT, targets=['qkv', 'fc2']),
         in_channels=32, in_index=2)),
+    'seg_fcn_adaptformer_vit': ('mmseg', fcn_cfg(
+        dict(type='protune_mm.AdaptFormer', backbone=TINY_VIT, bottleneck=4),
+        in_channels=32, in_index=2)),
 }
 
 
