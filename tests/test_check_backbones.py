@@ -83,8 +83,9 @@ model = dict(backbone=dict(type='CheckToyNet',
 """)
     out = tmp_path / 'result.json'
     tool = load_tool('check_backbones')
-    # The methods of every backbone family (LoRA, transformers only, is left out:
-    # its refusals are tested in tests/test_lora.py).
+    # The methods of every backbone family (LoRA and AdaptFormer, transformers only,
+    # are left out: their refusals are tested in tests/test_lora.py and
+    # tests/test_adaptformer.py).
     methods = ['--methods', 'frozen', 'protune', 'vpt']
     rc = tool.main([STOCK, same, no_backbone, broken, toy, '--max-size', '256',
                     '--jobs', '1', '--out', str(out), *methods])

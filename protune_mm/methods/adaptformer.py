@@ -90,8 +90,8 @@ class AdaptFormer(PromptMethod):
         scale (float): the paper's ``s``, multiplying the adapter's output.
             Default 0.1 (the paper's).
         dropout (float): dropout on the adapter's hidden activation in training,
-            in [0, 1). Default 0 (the official code's ``adapter_dropout``
-            default). Training-only.
+            in [0, 1). Default 0 (the official code's ``Adapter`` class default;
+            its ViT blocks pass 0.1). Training-only.
         blocks (Sequence[int], optional): indices of the blocks (in forward
             order over all stages) that get adapters; default every block that
             reaches a returned feature (later ones are skipped and logged). A
