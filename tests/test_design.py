@@ -37,6 +37,9 @@ SWIN = dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(1, 1, 1, 1),
             num_heads=(1, 1, 1, 1), window_size=2, init_cfg=None)
 VIT = dict(type='protune_mm.TimmViT', model_name='vit_tiny_patch16_224',
            model_kwargs=dict(depth=4, embed_dim=32, num_heads=2))
+# torch's MultiheadAttention inside: LoRA rebinds its forward rather than hooking.
+MMSEG_VIT = dict(type='mmseg.VisionTransformer', img_size=64, patch_size=16, embed_dims=32,
+                 num_layers=3, num_heads=2, out_indices=(1, 2))
 
 
 def outputs(model, x):
@@ -57,14 +60,17 @@ def outputs(model, x):
     dict(type='protune_mm.LoRA', backbone=VIT, targets=['qkv', 'fc2']),
     dict(type='protune_mm.AdaptFormer', backbone=SWIN, bottleneck=4),
     dict(type='protune_mm.AdaptFormer', backbone=VIT, bottleneck=4),
+    dict(type='protune_mm.LoRA', backbone=MMSEG_VIT, targets=['qkv', 'proj', 'fc1', 'fc2']),
+    dict(type='protune_mm.AdaptFormer', backbone=MMSEG_VIT, bottleneck=4),
 ], ids=['protune-r18', 'protune-swin', 'vpt-swin', 'vpt-vit', 'vpt-pad-r18',
         'vpt-pad-mobilenet', 'lora-swin', 'lora-vit', 'adaptformer-swin',
-        'adaptformer-vit'])
+        'adaptformer-vit', 'lora-mmseg-vit', 'adaptformer-mmseg-vit'])
 def test_disable_enable_remove_give_the_bare_backbone_back_exactly(cfg):
     torch.manual_seed(0)
     method = MODELS.build(cfg)
     bare = MODELS.build(copy.deepcopy(cfg['backbone']))
     bare.load_state_dict(method.backbone.state_dict())
+    bare.requires_grad_(False)  # as the method's (torch MHA's fast path depends on it)
     with torch.no_grad():  # prompts that change the output
         for p in method.prompts.parameters():
             p.add_(0.5)

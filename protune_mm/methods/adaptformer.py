@@ -13,7 +13,7 @@ trainable tensors.
 """
 import dataclasses
 import math
-from typing import ClassVar, Dict, List, Optional
+from typing import ClassVar, List, Optional
 
 import torch
 import torch.nn as nn
@@ -22,32 +22,21 @@ import torch.nn.functional as F
 from ..adapters.base import BlockSite
 from ..registry import MODELS
 from .base import PromptMethod
-from .config import MethodConfig
-from .lora import SUPPORTED, select_blocks
+from .blocks import BlockMethodConfig, select_blocks, transformer_sites
 
 
 @dataclasses.dataclass
-class AdaptFormerConfig(MethodConfig):
+class AdaptFormerConfig(BlockMethodConfig):
     """The options of :class:`AdaptFormer` (documented there)."""
     owner: ClassVar[str] = 'AdaptFormer'
 
     bottleneck: int = 64
     scale: float = 0.1
-    dropout: float = 0.0
-    blocks: Optional[List[int]] = None
 
     def validate(self) -> None:
+        super().validate()
         self.check_int('bottleneck', 1)
-        s = self.scale
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0:
-            self.fail('scale', 'a number > 0')
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            self.fail('dropout', 'a float in [0, 1)')
-        if self.blocks is not None and (isinstance(self.blocks, int) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in self.blocks)):
-            self.fail('blocks', 'None (every block) or a list of ints (block indices)',
-                      TypeError)
+        self.check_positive('scale')
 
 
 class Bottleneck(nn.Module):
@@ -103,13 +92,7 @@ class AdaptFormer(PromptMethod):
     identity_at_init = True  # up starts at zero
 
     def resolve(self, config: AdaptFormerConfig) -> AdaptFormerConfig:
-        name = type(self.backbone).__name__
-        sites = self.adapter.block_sites()
-        if not sites:
-            raise TypeError(f'AdaptFormer needs the transformer blocks of the backbone, '
-                            f'and {name} ({self.adapter.family}) has none described: '
-                            f'AdaptFormer supports {SUPPORTED}')
-        self._sites = sites
+        sites = self._sites = transformer_sites(self)
         blocks = select_blocks(sites, config.blocks, 'AdaptFormer', self.skipped)
         return dataclasses.replace(config, scale=float(config.scale),
                                    dropout=float(config.dropout), blocks=blocks)

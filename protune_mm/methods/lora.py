@@ -10,7 +10,7 @@ checkpoints and packs find every method's trainable tensors.
 import copy
 import dataclasses
 import math
-from typing import ClassVar, Dict, List, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -20,42 +20,30 @@ from ..adapters.base import BlockSite
 from ..rebind import rebind_forward
 from ..registry import MODELS
 from .base import PromptMethod
-from .config import MethodConfig
+from .blocks import BlockMethodConfig, select_blocks, transformer_sites
 
 #: target names: the attention's input projection (q, k and v in one matrix in
 #: every supported family) and output projection, the MLP's two linear layers.
 TARGETS = ('qkv', 'proj', 'fc1', 'fc2')
-#: families whose adapters describe transformer blocks (``block_sites``).
-SUPPORTED = 'TimmViT, mmseg VisionTransformer, mmdet/mmseg SwinTransformer'
 
 
 @dataclasses.dataclass
-class LoRAConfig(MethodConfig):
+class LoRAConfig(BlockMethodConfig):
     """The options of :class:`LoRA` (documented there)."""
     owner: ClassVar[str] = 'LoRA'
 
     rank: int = 8
     alpha: float = 8.0
-    dropout: float = 0.0
     targets: Sequence[str] = ('qkv', )
-    blocks: Optional[List[int]] = None
 
     def validate(self) -> None:
+        super().validate()
         self.check_int('rank', 1)
-        a = self.alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0:
-            self.fail('alpha', 'a number > 0')
-        d = self.dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            self.fail('dropout', 'a float in [0, 1)')
+        self.check_positive('alpha')
         t = self.targets
         if (isinstance(t, str) or not isinstance(t, (list, tuple)) or not t
                 or not all(n in TARGETS for n in t)):
             self.fail('targets', f'a non-empty list of names among {list(TARGETS)}')
-        if self.blocks is not None and (isinstance(self.blocks, int) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in self.blocks)):
-            self.fail('blocks', 'None (every block) or a list of ints (block indices)',
-                      TypeError)
 
 
 class LowRankUpdate(nn.Module):
@@ -83,34 +71,6 @@ class LowRankUpdate(nn.Module):
 
 
 # -- where the targets are -------------------------------------------------------------
-def select_blocks(sites: List[BlockSite], blocks: Optional[Sequence[int]], owner: str,
-                  skipped: Dict[str, str]) -> List[int]:
-    """The indices of the chosen ``blocks`` among ``sites`` (``owner.blocks``, for
-    errors): None is every block that reaches a returned feature (the others are
-    recorded in ``skipped``); given indices must exist and reach one, since a
-    block that reaches none would leave its parameters without gradient."""
-    num = len(sites)
-    if blocks is None:
-        for site in sites:
-            if not site.reaches_output:
-                skipped[f'block {site.name}'] = 'it reaches no feature the backbone returns'
-        return [i for i, s in enumerate(sites) if s.reaches_output]
-    blocks = sorted(set(blocks))
-    if not blocks:
-        raise ValueError(f'{owner}.blocks is empty: give indices in [0, {num - 1}] '
-                         '(or None for every block)')
-    bad = [i for i in blocks if not 0 <= i < num]
-    if bad:
-        raise ValueError(f'{owner}.blocks has unknown block index {bad}: the backbone '
-                         f'has {num} blocks, allowed [0, {num - 1}]')
-    dead = [sites[i].name for i in blocks if not sites[i].reaches_output]
-    if dead:
-        raise ValueError(f'{owner}.blocks: {dead} reach no feature the backbone '
-                         'returns (see its out_indices), so their parameters would get '
-                         'no gradient (and DDP would fail); drop them')
-    return blocks
-
-
 def block_layers(site: BlockSite) -> Dict[str, Tuple[nn.Module, str]]:
     """``{target: (module, weight name)}`` of the target layers one block has.
 
@@ -181,13 +141,8 @@ class LoRA(PromptMethod):
 
     def resolve(self, config: LoRAConfig) -> LoRAConfig:
         name = type(self.backbone).__name__
-        sites = self.adapter.block_sites()
-        if not sites:
-            raise TypeError(f'LoRA needs the transformer blocks of the backbone, and '
-                            f'{name} ({self.adapter.family}) has none described: LoRA '
-                            f'supports {SUPPORTED}')
-        self._sites = sites
-        blocks = self._select(config.blocks)
+        sites = self._sites = transformer_sites(self)
+        blocks = select_blocks(sites, config.blocks, 'LoRA', self.skipped)
         targets = [t for t in TARGETS if t in config.targets]
         self._layers = {}
         fused = set()
@@ -211,9 +166,6 @@ class LoRA(PromptMethod):
         return dataclasses.replace(config, alpha=float(config.alpha),
                                    dropout=float(config.dropout), targets=targets,
                                    blocks=blocks)
-
-    def _select(self, blocks) -> List[int]:
-        return select_blocks(self._sites, blocks, 'LoRA', self.skipped)
 
     @property
     def scale(self) -> float:
